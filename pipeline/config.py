@@ -1,0 +1,96 @@
+"""``params.yaml``: loading and profile resolution.
+
+Layout rule: ``profile: demo|full`` at the top selects a profile. Any mapping in the file may hold a
+``profiles:`` key with per-profile overrides; :func:`resolve` merges ``profiles[<profile>]`` into
+the mapping (recursively) and drops the ``profiles`` key. So every section keeps its own demo and
+full values next to each other, and a DVC stage that depends on ``detection`` re-runs only when
+something under ``detection`` (or ``profile``) changes.
+
+Example::
+
+    profile: demo
+    detection:
+      imgsz: 640
+      profiles:
+        demo: {imgsz: 160, epochs: 20}
+        full: {epochs: 36}
+
+resolves to ``{"profile": "demo", "detection": {"imgsz": 160, "epochs": 20}}``.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+PROFILES = ("demo", "full")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Recursively merge ``override`` into a copy of ``base`` (mappings merge, other values replace)."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve(node: Any, profile: str) -> Any:
+    """Apply ``profiles[profile]`` overrides everywhere in ``node`` (see module docstring)."""
+    if isinstance(node, dict):
+        overrides = node.get("profiles")
+        base = {k: resolve(v, profile) for k, v in node.items() if k != "profiles"}
+        if overrides is not None:
+            if not isinstance(overrides, dict):
+                raise ConfigError("'profiles' must map profile names to overrides")
+            unknown = set(overrides) - set(PROFILES)
+            if unknown:
+                raise ConfigError(f"unknown profile(s) {sorted(unknown)}; expected {list(PROFILES)}")
+            base = deep_merge(base, resolve(overrides.get(profile) or {}, profile))
+        return base
+    if isinstance(node, list):
+        return [resolve(v, profile) for v in node]
+    return node
+
+
+def load_raw(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("params file not found", path)
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, dict):
+        raise ConfigError("params file must hold a mapping", path)
+    return data
+
+
+def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> dict:
+    """Load ``params.yaml`` and resolve the active profile.
+
+    The profile is, in order: the ``profile`` argument, ``$FUSEBENCH_PROFILE``, the file's
+    ``profile`` key, ``"demo"``.
+    """
+    raw = load_raw(path)
+    chosen = profile or os.environ.get("FUSEBENCH_PROFILE") or raw.get("profile") or "demo"
+    if chosen not in PROFILES:
+        raise ConfigError(f"unknown profile {chosen!r}; expected one of {list(PROFILES)}", path)
+    params = resolve(raw, chosen)
+    params["profile"] = chosen
+    return params
+
+
+def section(params: dict, dotted: str, default: Any = None) -> Any:
+    """``section(params, "mlfuse.train")`` → nested value, or ``default`` if any key is absent."""
+    node: Any = params
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node

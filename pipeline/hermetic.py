@@ -1,0 +1,114 @@
+"""The one place that makes FuseBench hermetic and offline.
+
+Importing :mod:`pipeline` calls :func:`apply` before anything heavy (torch, ultralytics, prefect,
+smp, matplotlib) is imported, so the CLI, the Prefect flows, the DVC stages and the tests all run
+with the same settings (measured in ``../shared/spec/environment.md``):
+
+* ultralytics: settings file, font and runs stay inside the project (``YOLO_CONFIG_DIR``), offline,
+  no auto-install, the ``Arial.ttf`` its font check wants is pre-seeded from matplotlib's DejaVu
+  (otherwise it sends an HTTP HEAD to GitHub on every dataset check);
+* Hugging Face / timm / torch hub (smp encoders): offline, caches inside the project;
+* Prefect: home inside the project, no telemetry, no API URL inherited from the user's profile
+  (each flow run then uses a temporary local server unless ``PREFECT_API_URL`` is set on purpose
+  by :mod:`flows.server`);
+* DVC and matplotlib: no analytics, Agg backend, config inside the project.
+
+Values already set in the environment win (``setdefault``), so a user can point any of them
+elsewhere. ``FUSEBENCH_STATE`` moves the whole state folder (tests use a temporary one).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+_APPLIED: dict[str, str] | None = None
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: cwd) holding ``params.yaml`` or ``dvc.yaml``."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params.yaml").is_file() or (folder / "dvc.yaml").is_file():
+            return folder
+    return here
+
+
+def state_dir() -> Path:
+    """Folder for tool state (ultralytics settings, Prefect home, caches): ``<project>/.cache``."""
+    env = os.environ.get("FUSEBENCH_STATE")
+    return Path(env).resolve() if env else project_root() / ".cache"
+
+
+def offline_environment(state: Path) -> dict[str, str]:
+    """The environment variables FuseBench needs, for a given state folder."""
+    threads = str(os.cpu_count() or 1)
+    return {
+        "YOLO_CONFIG_DIR": str(state / "ultralytics"),
+        "YOLO_OFFLINE": "1",
+        "YOLO_AUTOINSTALL": "False",
+        "YOLO_VERBOSE": "False",
+        "OMP_NUM_THREADS": threads,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HOME": str(state / "hf"),
+        "TORCH_HOME": str(state / "torch"),
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": str(state / "matplotlib"),
+        "PREFECT_HOME": str(state / "prefect"),
+        "PREFECT_LOCAL_STORAGE_PATH": str(state / "prefect" / "storage"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "DO_NOT_TRACK": "1",
+        "DVC_NO_ANALYTICS": "1",
+        "TQDM_MININTERVAL": "1",
+    }
+
+
+def _seed_ultralytics_font(config_dir: Path) -> None:
+    """Put a real TTF where ultralytics' ``check_font`` looks, so it never downloads one."""
+    target_dir = config_dir / "Ultralytics"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    wanted = [target_dir / "Arial.ttf", target_dir / "Arial.Unicode.ttf"]
+    if all(p.is_file() for p in wanted):
+        return
+    try:
+        import matplotlib  # light import; only its data folder is used
+    except ImportError:  # pragma: no cover - matplotlib is a declared dependency
+        return
+    font = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+    for path in wanted:
+        if not path.is_file() and font.is_file():
+            tmp = path.with_suffix(".tmp")
+            shutil.copyfile(font, tmp)
+            os.replace(tmp, path)
+
+
+def apply(state: Path | None = None, force: bool = False) -> dict[str, str]:
+    """Set the offline environment (idempotent). Returns the values in force."""
+    global _APPLIED
+    if _APPLIED is not None and not force and state is None:
+        return _APPLIED
+    state = Path(state) if state is not None else state_dir()
+    values = offline_environment(state)
+    for key, value in values.items():
+        if force:
+            os.environ[key] = value
+        else:
+            os.environ.setdefault(key, value)
+    # A user profile's API URL would make every flow talk to some other server.
+    if os.environ.get("PREFECT_API_URL") and not os.environ.get("FUSEBENCH_KEEP_PREFECT_API_URL"):
+        os.environ.pop("PREFECT_API_URL")
+    for key in ("YOLO_CONFIG_DIR", "HF_HOME", "TORCH_HOME", "MPLCONFIGDIR", "PREFECT_HOME"):
+        Path(os.environ[key]).mkdir(parents=True, exist_ok=True)
+    _seed_ultralytics_font(Path(os.environ["YOLO_CONFIG_DIR"]))
+    _APPLIED = {k: os.environ[k] for k in values}
+    return _APPLIED
+
+
+def restore_torch_threads() -> None:
+    """Ultralytics sets ``torch.set_num_threads(1)`` on small CPUs; call this after YOLO calls."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))

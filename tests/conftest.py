@@ -1,0 +1,53 @@
+"""Test settings shared by the whole suite.
+
+* The hermetic offline environment is applied with a per-session state folder **before** any
+  heavy import (ultralytics/prefect/torch read it at import time).
+* ``shared`` fixture: the read-only ``../shared`` folder. Tests that need it fail (not skip)
+  when ``CI`` is set and it is missing.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_STATE = Path(tempfile.mkdtemp(prefix="fusebench-test-state-"))
+os.environ.setdefault("FUSEBENCH_STATE", str(_STATE))
+
+import pipeline  # noqa: E402  (applies the hermetic environment)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FUSEBENCH_SHARED", REPO.parent / "shared")).resolve()
+
+
+def _need_shared(sub: str = "") -> Path:
+    path = SHARED / sub
+    if not path.exists():
+        message = f"../shared is required for this test but {path} is missing"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """Path of ``../shared`` (fails under CI when missing, skips on a user's machine)."""
+    return _need_shared()
+
+
+@pytest.fixture(scope="session")
+def shared_data(shared) -> Path:
+    return _need_shared("data")
+
+
+@pytest.fixture(scope="session")
+def shared_reference(shared) -> Path:
+    return _need_shared("reference")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
