@@ -1,0 +1,162 @@
+"""The four MLFuse training losses (spec ``mlfuse.md`` section 10), one small function each.
+
+The network returns ``(f, l_edg, l_cmk, l_ssd)``: the fused image and three auxiliary tanh heads.
+Each loss reads exactly one of them (all "means" are over every element of the N×1×H×W batch):
+
+* :func:`edge_loss`        — edge head ``l_edg`` vs img1:        ``mean |S(l_edg) − S(img1)|``
+* :func:`saliency_loss`    — spatial-spectral head ``l_ssd`` vs img2, weighted by M = VSM(img2):
+  ``mean |M⊙l_ssd − M⊙img2|``
+* :func:`cross_modal_loss` — cross-modal head ``l_cmk`` vs both: ``mean (l_cmk−img1)² + mean (l_cmk−img2)²``
+* :func:`fusion_loss`      — fused output ``f`` vs both:        ``0.1·[(1−SSIM(img1,f))/2 + (1−SSIM(img2,f))/2]``
+
+and :func:`mlfuse_loss` combines them with the published weights 0.3 / 3 / 0.5 / 1
+(:data:`LOSS_WEIGHTS`). S is the Sobel magnitude :func:`sobel_magnitude`; SSIM is :func:`ssim`
+(Wang et al., "Image quality assessment: from error visibility to structural similarity",
+IEEE TIP 13(4), 2004) with the MLFuse settings: 11×11 Gaussian window σ = 1.5, zero padding 5,
+C1 = 0.01², C2 = 0.03², no clamping. The fixed kernels are plain tensors built per call (never
+parameters or persistent buffers), so nothing here enters a state_dict (spec section 11, item 2).
+Reference: Sun et al., MLFuse (GitHub ``jialei-sc/MLFuse``); the formulas here follow the spec.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.errors import ConfigError
+
+#: Published loss weights: L = 0.3·L_edg + 3·L_ssd + 0.5·L_cmk + 1·L_fus.
+LOSS_WEIGHTS: dict[str, float] = {"edge": 0.3, "saliency": 3.0, "cross_modal": 0.5, "fusion": 1.0}
+#: Names of the four losses in the order they are logged.
+LOSS_NAMES: tuple[str, ...] = tuple(LOSS_WEIGHTS)
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_C1 = 0.01 ** 2
+SSIM_C2 = 0.03 ** 2
+FUSION_SCALE = 0.1
+
+# Sobel kernels (cross-correlation, as torch.conv2d applies them).
+_SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
+_SOBEL_Y = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))
+
+
+def sobel_magnitude(image: torch.Tensor) -> torch.Tensor:
+    """L1 Sobel gradient magnitude ``S(I) = |Kx ⋆ I| + |Ky ⋆ I|`` of an N×1×H×W tensor.
+
+    ``Kx = [[-1,0,1],[-2,0,2],[-1,0,1]]``, ``Ky = [[1,2,1],[0,0,0],[-1,-2,-1]]``, cross-correlation
+    with zero padding 1 (output has the input's size). The kernels are fixed, not learned.
+    """
+    _check_single_channel(image)
+    kernels = torch.tensor((_SOBEL_X, _SOBEL_Y), dtype=image.dtype, device=image.device)
+    kx, ky = kernels[0].view(1, 1, 3, 3), kernels[1].view(1, 1, 3, 3)
+    return F.conv2d(image, kx, padding=1).abs() + F.conv2d(image, ky, padding=1).abs()
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA,
+                    dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    """2-D Gaussian SSIM window of shape 1×1×size×size.
+
+    1-D weights ``g[k] = exp(−(k − size//2)² / (2σ²))`` for k = 0…size−1, normalised to sum 1 (in
+    float32, as the official code does); the 2-D window is the outer product ``g gᵀ``.
+    """
+    center = size // 2
+    g = torch.tensor([math.exp(-((k - center) ** 2) / (2.0 * sigma ** 2)) for k in range(size)],
+                     dtype=torch.float32)
+    g = g / g.sum()
+    window = torch.outer(g, g)
+    return window.to(dtype=dtype, device=device).view(1, 1, size, size)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window_size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA,
+         c1: float = SSIM_C1, c2: float = SSIM_C2) -> torch.Tensor:
+    """Mean SSIM of two N×1×H×W tensors (Wang et al. 2004), as MLFuse computes it.
+
+    With ``w`` the Gaussian window (:func:`gaussian_window`) applied as a convolution with **zero
+    padding** ``window_size//2`` (border statistics include the zeros)::
+
+        μa = w⋆a, μb = w⋆b, σa² = w⋆a² − μa², σb² = w⋆b² − μb², σab = w⋆(ab) − μa μb
+        SSIM = ((2 μa μb + C1)(2 σab + C2)) / ((μa² + μb² + C1)(σa² + σb² + C2))
+
+    averaged over every element. Data range 1 is assumed (C1 = 0.01², C2 = 0.03²); no clamping.
+    """
+    _check_single_channel(a)
+    if a.shape != b.shape:
+        raise ValueError(f"ssim: shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    window = gaussian_window(window_size, sigma, dtype=a.dtype, device=a.device)
+    pad = window_size // 2
+    mu_a = F.conv2d(a, window, padding=pad)
+    mu_b = F.conv2d(b, window, padding=pad)
+    mu_a2, mu_b2, mu_ab = mu_a * mu_a, mu_b * mu_b, mu_a * mu_b
+    var_a = F.conv2d(a * a, window, padding=pad) - mu_a2
+    var_b = F.conv2d(b * b, window, padding=pad) - mu_b2
+    cov_ab = F.conv2d(a * b, window, padding=pad) - mu_ab
+    ssim_map = ((2 * mu_ab + c1) * (2 * cov_ab + c2)) / ((mu_a2 + mu_b2 + c1) * (var_a + var_b + c2))
+    return ssim_map.mean()
+
+
+def edge_loss(edge_head: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:
+    """Edge loss on the edge head: ``L_edg = mean |S(l_edg) − S(img1)|`` (S = :func:`sobel_magnitude`)."""
+    return (sobel_magnitude(edge_head) - sobel_magnitude(img1)).abs().mean()
+
+
+def saliency_loss(ssd_head: torch.Tensor, img2: torch.Tensor, vsm2: torch.Tensor) -> torch.Tensor:
+    """Saliency loss on the spatial-spectral head: ``L_ssd = mean |M⊙l_ssd − M⊙img2|``.
+
+    ``M`` = ``vsm2``, the visual saliency map of img2 in [0, 1] (computed on the full image and
+    cropped like the images). The VSM of img1 is not used by any loss.
+    """
+    return (vsm2 * ssd_head - vsm2 * img2).abs().mean()
+
+
+def cross_modal_loss(cmk_head: torch.Tensor, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
+    """Cross-modal loss on the cross-modal head: ``L_cmk = mean (l_cmk − img1)² + mean (l_cmk − img2)²``."""
+    return F.mse_loss(cmk_head, img1) + F.mse_loss(cmk_head, img2)
+
+
+def fusion_loss(fused: torch.Tensor, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
+    """SSIM fusion loss on the fused output: ``L_fus = 0.1·[(1 − SSIM(img1, f))/2 + (1 − SSIM(img2, f))/2]``."""
+    return FUSION_SCALE * ((1 - ssim(img1, fused)) / 2 + (1 - ssim(img2, fused)) / 2)
+
+
+class LossTerms(NamedTuple):
+    """Weighted total and the four unweighted losses of one batch."""
+
+    total: torch.Tensor
+    parts: dict[str, torch.Tensor]
+
+
+def mlfuse_loss(outputs, img1: torch.Tensor, img2: torch.Tensor, vsm2: torch.Tensor,
+                weights: Mapping[str, float] | None = None) -> LossTerms:
+    """Total MLFuse loss ``L = 0.3·L_edg + 3·L_ssd + 0.5·L_cmk + 1·L_fus`` of one batch.
+
+    ``outputs`` is the network's 4-tuple ``(f, l_edg, l_cmk, l_ssd)`` (spec section 3, step 5).
+    ``weights`` overrides :data:`LOSS_WEIGHTS` (keys edge, saliency, cross_modal, fusion; missing keys
+    keep the published value). Returns the total and the four unweighted terms.
+    """
+    fused, l_edg, l_cmk, l_ssd = outputs
+    w = resolve_weights(weights)
+    parts = {
+        "edge": edge_loss(l_edg, img1),
+        "saliency": saliency_loss(l_ssd, img2, vsm2),
+        "cross_modal": cross_modal_loss(l_cmk, img1, img2),
+        "fusion": fusion_loss(fused, img1, img2),
+    }
+    total = sum(w[name] * parts[name] for name in LOSS_NAMES)
+    return LossTerms(total, parts)
+
+
+def resolve_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
+    """Published weights overridden by ``weights``; unknown names raise :class:`ConfigError`."""
+    unknown = set(weights or {}) - set(LOSS_WEIGHTS)
+    if unknown:
+        raise ConfigError(f"mlfuse.train.loss_weights: unknown loss name(s) {sorted(unknown)}; "
+                          f"expected {list(LOSS_NAMES)}")
+    return {**LOSS_WEIGHTS, **{k: float(v) for k, v in (weights or {}).items()}}
+
+
+def _check_single_channel(image: torch.Tensor) -> None:
+    if image.dim() != 4 or image.shape[1] != 1:
+        raise ValueError(f"expected an N×1×H×W tensor, got shape {tuple(image.shape)}")
