@@ -1,0 +1,128 @@
+"""The skeleton everything stands on: CLI, params profiles, hermetic settings, atomic writes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import cli, config, hermetic, imageio, results
+from pipeline.errors import ConfigError, DataError
+
+
+def _subcommands(parser):
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            return action.choices
+    return {}
+
+
+def test_every_command_has_help(capsys):
+    parser = cli.build_parser()
+    commands = _subcommands(parser)
+    assert {"bench"} <= set(commands)
+    for name, sub in commands.items():
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([name, "--help"])
+        assert exit_info.value.code == 0, name
+        assert "usage:" in capsys.readouterr().out
+        for bench_name in _subcommands(sub) if name == "bench" else ():
+            with pytest.raises(SystemExit):
+                cli.main(["bench", bench_name, "--help"])
+
+
+def test_module_and_console_script_share_the_cli(repo_root):
+    out = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True,
+                         cwd=repo_root, timeout=120)
+    assert out.returncode == 0 and "COMMAND" in out.stdout
+    script = Path(sys.executable).parent / "fusebench"
+    assert script.is_file(), "console script 'fusebench' is not installed"
+    out2 = subprocess.run([str(script), "--help"], capture_output=True, text=True, cwd=repo_root, timeout=120)
+    assert out2.stdout == out.stdout
+
+
+def test_profiles_resolve_per_section(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("profile: demo\nseed: 1\ndetection:\n  imgsz: 640\n  epochs: 36\n"
+                    "  profiles:\n    demo: {imgsz: 160}\n    full: {epochs: 300}\n")
+    demo = config.load_params(path)
+    assert demo["detection"] == {"imgsz": 160, "epochs": 36} and demo["profile"] == "demo"
+    full = config.load_params(path, profile="full")
+    assert full["detection"] == {"imgsz": 640, "epochs": 300}
+    assert config.section(full, "detection.epochs") == 300
+    assert config.section(full, "detection.missing", "x") == "x"
+    with pytest.raises(ConfigError, match="unknown profile"):
+        config.load_params(path, profile="huge")
+
+
+def test_repository_params_resolve_for_both_profiles(repo_root):
+    for profile in config.PROFILES:
+        params = config.load_params(repo_root / "params.yaml", profile=profile)
+        assert params["profile"] == profile
+        assert "m3fd" in params["datasets"] and "msrs" in params["datasets"]
+
+
+def test_hermetic_settings_stay_inside_the_state_folder(tmp_path, monkeypatch):
+    for key in hermetic.offline_environment(tmp_path):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PREFECT_API_URL", "http://example.invalid/api")
+    monkeypatch.delenv("FUSEBENCH_KEEP_PREFECT_API_URL", raising=False)
+    values = hermetic.apply(tmp_path, force=True)
+    assert values["YOLO_OFFLINE"] == "1" and values["HF_HUB_OFFLINE"] == "1"
+    assert values["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    for key in ("YOLO_CONFIG_DIR", "PREFECT_HOME", "HF_HOME", "TORCH_HOME", "MPLCONFIGDIR"):
+        assert Path(values[key]).is_relative_to(tmp_path)
+    assert (tmp_path / "ultralytics" / "Ultralytics" / "Arial.ttf").stat().st_size > 10_000
+    assert "PREFECT_API_URL" not in os.environ
+    hermetic.apply(Path(os.environ["FUSEBENCH_STATE"]), force=True)
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    results.write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with imageio.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert results.read_json(target) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_json_writer_converts_numpy_and_nan(tmp_path):
+    path = results.write_json(tmp_path / "r.json", {"x": np.float32(0.5), "n": float("nan"),
+                                                    "a": np.arange(3), "p": tmp_path})
+    assert results.read_json(path) == {"x": 0.5, "n": None, "a": [0, 1, 2], "p": str(tmp_path)}
+    block = results.provenance({"seed": 0}, {"test": ["a"]})
+    assert block["versions"]["torch"].startswith("2.") and block["params"] == {"seed": 0}
+
+
+def test_image_roundtrip_and_normalisation(tmp_path):
+    grey = (np.arange(48, dtype=np.uint8).reshape(6, 8)) * 5
+    imageio.write_image(tmp_path / "g.png", np.repeat(grey[:, :, None], 3, axis=2))
+    assert imageio.read_image(tmp_path / "g.png").shape == (6, 8)  # equal channels -> grey
+    colour = np.zeros((6, 8, 3), np.uint8)
+    colour[..., 0] = 200  # red
+    imageio.write_image(tmp_path / "c.png", colour)
+    back = imageio.read_image(tmp_path / "c.png")
+    assert back.shape == (6, 8, 3) and back[0, 0].tolist() == [200, 0, 0]
+    assert imageio.read_image(tmp_path / "c.png", "gray").shape == (6, 8)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(DataError, match="empty.png: image file is empty"):
+        imageio.read_image(tmp_path / "empty.png")
+    (tmp_path / "junk.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="junk.png: cannot decode"):
+        imageio.read_image(tmp_path / "junk.png")
+
+
+def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
+    from pipeline.commands import bench  # noqa: F401  (the CLI exists)
+    parser = cli.build_parser()
+    sub = _subcommands(parser)
+    if "validate" not in sub:
+        pytest.fail("validate command missing")
+    code = cli.main(["validate", "--dataset", "pairs", "--root", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert code != 0 and "nowhere" in err and "Traceback" not in err
