@@ -1,0 +1,249 @@
+"""MLFuse training: data pairing/crops/batches, reproducibility, resume, checkpoints, fixed defects.
+
+Synthetic tiny pair sets (written to tmp dirs) keep these fast; real-data training is in
+``test_mlfuse_train_real.py``.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.datasets import load_dataset
+from pipeline.errors import ConfigError, DataError
+from pipeline.imageio import write_image
+from pipeline.mlfuse_train import data as D
+from pipeline.mlfuse_train import trainer as T
+
+TINY = {"epochs": 3, "batch_size": 2, "crop": 32, "checkpoint_every": 1, "preview_every": 0, "seed": 7,
+        "device": "cpu"}
+
+
+def make_set(root, names, size=(40, 48), seed=0):
+    """A ``pairs``-layout set (``ir/``, ``vi/``) of smooth random images plus VSM maps of the ir."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size[0], 0:size[1]]
+    for name in names:
+        for sub in ("ir", "vi"):
+            fx, fy, phase = rng.uniform(0.05, 0.4, 2).tolist() + [rng.uniform(0, 6)]
+            img = 127 + 100 * np.sin(fx * xx + phase) * np.cos(fy * yy) + rng.normal(0, 8, size)
+            write_image(root / sub / f"{name}.png", np.clip(img, 0, 255).astype(np.uint8))
+    return load_dataset("pairs", root, name=root.name)
+
+
+def write_vsm(vsm_root, set_name, dataset):
+    """Stand-in saliency maps (min-max of the ir image); the VSM math itself is not under test here."""
+    from pipeline.imageio import read_image
+
+    for sample in dataset.samples:
+        ir = read_image(sample.ir, "gray").astype(np.float64)
+        path = D.vsm_path(vsm_root, set_name, sample.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, (ir - ir.min()) / (ir.max() - ir.min()))
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """Tiny batches run fastest (and stay fast on a busy 2-core box) on one thread."""
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_pairs(tmp_path):
+    ds = make_set(tmp_path / "setA", ["p3", "p1", "p2", "p0"])
+    write_vsm(tmp_path / "vsm", "setA", ds)
+    return D.training_pairs({"setA": ds.samples}, tmp_path / "vsm")
+
+
+# ---------------------------------------------------------------------------------------- data
+
+
+def test_pairs_sorted_matched_by_name_across_sets(tmp_path):
+    a = make_set(tmp_path / "b_set", ["z", "a"])
+    b = make_set(tmp_path / "a_set", ["m", "c"], seed=1)
+    write_vsm(tmp_path / "vsm", "b_set", a)
+    write_vsm(tmp_path / "vsm", "a_set", b)
+    pairs = D.training_pairs({"b_set": list(reversed(a.samples)), "a_set": b.samples}, tmp_path / "vsm")
+    assert [p.key for p in pairs] == ["a_set/c", "a_set/m", "b_set/a", "b_set/z"]
+    for p in pairs:
+        assert p.img1.parent.name == "vi" and p.img2.parent.name == "ir"  # img1 = visible, img2 = infrared
+        assert p.img1.stem == p.img2.stem == p.vsm2.stem == p.name
+        assert p.vsm2.parent.name == "img2" and p.vsm2.parent.parent.name == p.set
+
+
+def test_missing_vsm_map_names_the_file(tmp_path):
+    ds = make_set(tmp_path / "s", ["a"])
+    with pytest.raises(DataError, match="run the vsm stage") as err:
+        D.training_pairs({"s": ds.samples}, tmp_path / "vsm")
+    assert err.value.path.endswith("s/img2/a.npy")
+
+
+def test_vsm_checks_and_8bit_quantisation(tmp_path):
+    path = tmp_path / "m.npy"
+    np.save(path, np.array([[0.0, 0.001, 0.002], [0.5, 0.999, 1.0]]))
+    assert D.read_vsm(path, (2, 3)).tolist() == [[0, 0, 1], [128, 255, 255]]  # floor(255 v + 0.5)
+    assert D.read_vsm(path, (2, 3), bits=None).dtype == np.float32
+    with pytest.raises(DataError, match="shape"):
+        D.read_vsm(path, (3, 2))
+    np.save(path, np.array([[0.0, 1.5]]))
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        D.read_vsm(path, (1, 2))
+
+
+def test_crops_seeded_aligned_and_independent_of_global_rng(tiny_pairs):
+    arrays = D.load_arrays(tiny_pairs, crop=32)
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    first = D.make_batch(arrays, [0, 2], 32, seed=5, epoch=3)
+    random.seed(2), np.random.seed(2), torch.manual_seed(2)
+    again = D.make_batch(arrays, [0, 2], 32, seed=5, epoch=3)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    other_epoch = D.make_batch(arrays, [0, 2], 32, seed=5, epoch=4)
+    assert not torch.equal(first[0], other_epoch[0])
+    # aligned: the same window in img1, img2 and the map, values /255
+    y, x = D.crop_origin(40, 48, 32, seed=5, epoch=3, index=2)
+    np.testing.assert_array_equal(first[0][1, 0].numpy(), arrays.img1[2][y:y + 32, x:x + 32] / np.float32(255))
+    np.testing.assert_array_equal(first[1][1, 0].numpy(), arrays.img2[2][y:y + 32, x:x + 32] / np.float32(255))
+    np.testing.assert_array_equal(first[2][1, 0].numpy(), arrays.vsm2[2][y:y + 32, x:x + 32] / np.float32(255))
+    assert first[0].shape == (2, 1, 32, 32) and first[0].dtype == torch.float32
+
+
+def test_crop_origin_covers_both_ends_inclusive():
+    seen = {D.crop_origin(33, 34, 32, seed=0, epoch=e, index=0) for e in range(200)}
+    assert {y for y, _ in seen} == {0, 1} and {x for _, x in seen} == {0, 1, 2}
+    assert D.crop_origin(32, 32, 32, seed=0, epoch=0, index=0) == (0, 0)
+
+
+def test_epoch_batches_shuffle_and_drop_last():
+    b = D.epoch_batches(5, 2, True, seed=0, epoch=0)
+    assert [len(x) for x in b] == [2, 2]
+    b2 = D.epoch_batches(5, 2, False, seed=0, epoch=0)
+    assert sorted(np.concatenate(b2).tolist()) == [0, 1, 2, 3, 4] and len(b2[-1]) == 1
+    orders = {tuple(D.epoch_order(10, seed=0, epoch=e)) for e in range(5)}
+    assert len(orders) == 5  # reshuffled every epoch
+    assert tuple(D.epoch_order(10, 0, 1)) == tuple(D.epoch_order(10, 0, 1))
+
+
+def test_image_smaller_than_crop_names_the_file(tiny_pairs):
+    with pytest.raises(DataError, match="smaller than the 64x64") as err:
+        D.load_arrays(tiny_pairs, crop=64)
+    assert err.value.path.endswith(".png")
+
+
+# ----------------------------------------------------------------------- fixed defects
+
+
+def test_dataset_smaller_than_batch_is_a_clear_error(tiny_pairs, tmp_path):
+    with pytest.raises(DataError, match=r"setA \(4 pairs\).*fewer than batch_size 16.*drop_last"):
+        T.train({**TINY, "batch_size": 16}, tiny_pairs, tmp_path / "m", tmp_path / "r", progress=False)
+    assert not (tmp_path / "m").exists()
+
+
+def test_dataset_smaller_than_batch_trains_with_drop_last_off(tiny_pairs, tmp_path):
+    out = T.train({**TINY, "batch_size": 16, "drop_last": False, "epochs": 1}, tiny_pairs,
+                  tmp_path / "m", tmp_path / "r", progress=False)
+    assert out.is_file()
+    summary = __import__("json").loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["batches_per_epoch"] == 1
+
+
+def test_runs_without_cuda(tiny_pairs, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = T.train({**TINY, "device": "auto", "epochs": 1, "amp": True}, tiny_pairs, tmp_path / "m",
+                  tmp_path / "r", progress=False)
+    summary = __import__("json").loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["device"] == "cpu" and out.is_file()
+
+
+# --------------------------------------------------------------- outputs, reproducibility, resume
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _assert_same_weights(a, b):
+    assert list(a["model"]) == list(b["model"])
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_outputs_official_layout_and_loss_plot(tiny_pairs, tmp_path):
+    from pipeline.fusion.mlfuse_net import MLFNet, load_mlfnet
+
+    final = T.train(TINY, tiny_pairs, tmp_path / "m", tmp_path / "r", progress=False)
+    ckpt = _weights(final)
+    assert set(ckpt) == {"epoch", "model"} and ckpt["epoch"] == 2
+    assert list(ckpt["model"]) == list(MLFNet().state_dict())
+    # 3 epochs x 2 batches of BatchNorm updates
+    assert int(ckpt["model"]["inc_edg.double_conv.1.num_batches_tracked"]) == 6
+    model = load_mlfnet(final)
+    with torch.no_grad():
+        fused = model(torch.rand(1, 1, 40, 48), torch.rand(1, 1, 40, 48))[0]
+    assert fused.shape == (1, 1, 40, 48) and torch.isfinite(fused).all()
+    rows = (tmp_path / "r" / "losses.csv").read_text().splitlines()
+    assert rows[0] == "epoch,lr,total,edge,saliency,cross_modal,fusion" and len(rows) == 4
+    lrs = [float(r.split(",")[1]) for r in rows[1:]]
+    assert lrs == pytest.approx([1e-4 * (1 + np.cos(np.pi * e / 3)) / 2 for e in range(3)], rel=1e-9)
+    resume_ckpt = _weights(tmp_path / "m" / "checkpoints" / "epoch_0002.pth")  # weights_only loads
+    assert {"model", "optimizer", "scheduler", "rng", "epoch", "history"} <= set(resume_ckpt)
+
+
+def test_same_seed_identical_checkpoints_other_seed_differs(tiny_pairs, tmp_path):
+    a = T.train(TINY, tiny_pairs, tmp_path / "a", tmp_path / "ra", progress=False)
+    b = T.train(TINY, tiny_pairs, tmp_path / "b", tmp_path / "rb", progress=False)
+    _assert_same_weights(_weights(a), _weights(b))
+    assert (tmp_path / "ra" / "losses.csv").read_text() == (tmp_path / "rb" / "losses.csv").read_text()
+    c = T.train({**TINY, "seed": 8, "epochs": 1}, tiny_pairs, tmp_path / "c", tmp_path / "rc", progress=False)
+    d = T.train({**TINY, "epochs": 1}, tiny_pairs, tmp_path / "d", tmp_path / "rd", progress=False)
+    assert not torch.equal(_weights(c)["model"]["layer.double_conv.0.weight"],
+                           _weights(d)["model"]["layer.double_conv.0.weight"])
+
+
+def test_resume_after_interruption_gives_identical_weights(tiny_pairs, tmp_path, monkeypatch):
+    cfg = {**TINY, "epochs": 4, "checkpoint_every": 2}
+    full = T.train(cfg, tiny_pairs, tmp_path / "full", tmp_path / "rfull", progress=False)
+
+    calls = {"n": 0}
+    real_make_batch = D.make_batch
+
+    def crash_in_epoch_3(*args, **kwargs):  # 2 batches per epoch: call 7 is epoch 3
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real_make_batch(*args, **kwargs)
+
+    monkeypatch.setattr(D, "make_batch", crash_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(cfg, tiny_pairs, tmp_path / "cut", tmp_path / "rcut", progress=False)
+    monkeypatch.setattr(D, "make_batch", real_make_batch)
+    assert not (tmp_path / "cut" / "model_fuse.pth").exists()
+    assert [p.name for p in sorted((tmp_path / "cut" / "checkpoints").iterdir())] == ["epoch_0001.pth"]
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)  # resume must not depend on these
+    resumed = T.train(cfg, tiny_pairs, tmp_path / "cut", tmp_path / "rcut", progress=False)
+    _assert_same_weights(_weights(full), _weights(resumed))
+    summary = __import__("json").loads((tmp_path / "rcut" / "summary.json").read_text())
+    assert summary["resumed_from_epoch"] == 1
+    assert (tmp_path / "rcut" / "losses.csv").read_text() == (tmp_path / "rfull" / "losses.csv").read_text()
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(tiny_pairs, tmp_path):
+    T.train({**TINY, "epochs": 2}, tiny_pairs, tmp_path / "m", tmp_path / "r", progress=False)
+    T.train({**TINY, "epochs": 2, "lr": 2e-4}, tiny_pairs, tmp_path / "m", tmp_path / "r", progress=False)
+    summary = __import__("json").loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["resumed_from_epoch"] is None and summary["config"]["lr"] == 2e-4
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="unknown key"):
+        T.resolve_config({"epoch": 3})
+    with pytest.raises(ConfigError, match="batch_size"):
+        T.resolve_config({"batch_size": 0})
+    with pytest.raises(ConfigError, match="crop"):
+        T.resolve_config({"crop": 8})
+    with pytest.raises(ConfigError, match="sets is empty"):
+        T.train_from_params({"mlfuse": {"train": {}}})
