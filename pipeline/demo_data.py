@@ -1,0 +1,240 @@
+"""Procedural demo data in the native MSRS and M3FD layouts (what ``make demo`` runs on).
+
+Each pair is one street scene (:mod:`pipeline.demo_scene`, :mod:`pipeline.demo_objects`): a road in
+perspective under a skyline, people, cars, bicycles, lamps, cones, car stops, guardrails and bumps
+on the ground plane, seen by day or by night. The modalities are complementary as in real data:
+people and engines are warm (bright) in infrared; texture, lane paint, colours and cold objects
+(cones, bumps, curbs, lamps) are visible-only or faint in infrared; night visible images are dark
+and noisy. So an infrared-only or visible-only detector/segmenter each miss something.
+
+Written layouts (read by the ordinary loaders of :mod:`pipeline.datasets`)::
+
+    <out>/MSRS/{train,test}/{ir,vi,Segmentation_labels}/<00001D|00002N>.png   ir: 1 channel, vi: RGB
+    <out>/MSRS/detection_labels/fusion/{train,test}/<name>.txt + classes.txt   YOLO person/bicycle/car
+    <out>/M3FD/{Ir,Vis}/<00000>.png, Annotation/<00000>.xml (VOC), meta/{train,val,test}.txt
+    <out>/manifest.json, <out>/README.txt                                     generator parameters
+
+Every pair draws from its own generator seeded with ``(seed, dataset, index)``, so output is
+byte-identical for a seed whatever the thread scheduling. The folder is built beside ``out`` and
+swapped in at the end (an interrupted run leaves the previous data intact).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import pipeline
+from pipeline.datasets import MSRS_BOX_CLASSES, MSRS_SEG_CLASSES, seeded_split
+from pipeline.demo_objects import draw_background, place_objects
+from pipeline.demo_scene import DemoObject, Scene, object_boxes, render
+from pipeline.errors import ConfigError
+
+GENERATOR = "fusebench demo-data"
+M3FD_DEMO_CLASSES = {"person": "People", "car": "Car", "lamp": "Lamp"}   # scene kind -> M3FD name
+MSRS_DEMO_BOXES = {"person": "person", "bike": "bicycle", "car": "car"}  # scene kind -> MSRS box name
+_CODES = {"m3fd": 1, "msrs": 2}
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Generator parameters (``params.yaml`` ``demo_data``)."""
+
+    seed: int = 0
+    m3fd_pairs: int = 120
+    msrs_train: int = 80
+    msrs_test: int = 40
+    height: int = 192
+    width: int = 256
+    night_fraction: float = 0.4
+    m3fd_split: tuple[float, float, float] = (0.6, 0.15, 0.25)
+
+    def __post_init__(self):
+        if self.height % 16 or self.width % 16 or min(self.height, self.width) < 64:
+            raise ConfigError(f"demo image size {self.height}x{self.width} must be at least 64x64 and "
+                              "divisible by 16 (DeepLabV3+ downsamples by 16)")
+        if min(self.m3fd_pairs, self.msrs_train, self.msrs_test) < 0:
+            raise ConfigError("demo pair counts must be >= 0")
+        if not 0.0 <= self.night_fraction <= 1.0:
+            raise ConfigError(f"night_fraction {self.night_fraction} must lie in [0, 1]")
+
+    @classmethod
+    def from_params(cls, section: dict | None, **overrides) -> "DemoConfig":
+        values = {k: v for k, v in (section or {}).items() if k in cls.__dataclass_fields__}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "m3fd_split" in values:
+            values["m3fd_split"] = tuple(float(v) for v in values["m3fd_split"])
+        return cls(**values)
+
+
+def make_scene(config: DemoConfig, dataset: str, index: int):
+    """Render pair ``index`` of ``dataset`` (``m3fd`` or ``msrs``).
+
+    Returns ``(ir, vis, label, objects, night)``: uint8 ``H×W`` infrared, ``H×W×3`` RGB visible,
+    ``H×W`` MSRS class ids, the labelled :class:`DemoObject` list with boxes, and the night flag."""
+    rng = np.random.default_rng([config.seed, _CODES[dataset], index])
+    scene = Scene(rng, config.height, config.width, bool(rng.random() < config.night_fraction))
+    msrs = dataset == "msrs"
+    draw_background(scene, msrs)
+    n = lambda lo, hi: int(rng.integers(lo, hi + 1))  # noqa: E731
+    if msrs:
+        counts = {"guardrail": n(0, 1), "car_stop": n(0, 2), "car_rear": n(0, 2), "car_side": n(0, 1),
+                  "person": n(0, 3), "bike": n(0, 2), "cone": n(0, 3), "lamp": n(0, 1)}
+        labelled = set(MSRS_DEMO_BOXES) | {"cone", "car_stop", "guardrail"}
+    else:
+        counts = {"car_rear": n(0, 2), "car_side": n(0, 1), "person": n(1, 4), "lamp": n(0, 2),
+                  "cone": n(0, 2)}
+        labelled = set(M3FD_DEMO_CLASSES)
+    place_objects(scene, counts, labelled)
+    ir, vis = render(scene)
+    return ir, vis, scene.label, object_boxes(scene), scene.night
+
+
+def _png(image: np.ndarray) -> bytes:
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, buffer = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    assert ok, "PNG encoding failed"
+    return buffer.tobytes()
+
+
+def _voc_xml(name: str, objects: list[DemoObject], height: int, width: int) -> str:
+    lines = ["<annotation>", f"  <filename>{name}.png</filename>",
+             f"  <size><width>{width}</width><height>{height}</height><depth>3</depth></size>"]
+    for obj in objects:
+        x1, y1, x2, y2 = obj.box
+        lines += ["  <object>", f"    <name>{M3FD_DEMO_CLASSES[obj.kind]}</name>",
+                  "    <difficult>0</difficult>",
+                  f"    <bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax>"
+                  "</bndbox>", "  </object>"]
+    return "\n".join(lines + ["</annotation>", ""])
+
+
+def _yolo_txt(objects: list[DemoObject], height: int, width: int) -> str:
+    lines = []
+    for obj in objects:
+        x1, y1, x2, y2 = obj.box
+        cid = MSRS_BOX_CLASSES.index(MSRS_DEMO_BOXES[obj.kind])
+        lines.append(f"{cid} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
+                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}")
+    return "".join(line + "\n" for line in lines)
+
+
+def _write_msrs_pair(config: DemoConfig, root: Path, index: int, split: str) -> dict:
+    ir, vis, label, objects, night = make_scene(config, "msrs", index)
+    name = f"{index:05d}{'N' if night else 'D'}"
+    (root / split / "ir" / f"{name}.png").write_bytes(_png(ir))
+    (root / split / "vi" / f"{name}.png").write_bytes(_png(vis))
+    (root / split / "Segmentation_labels" / f"{name}.png").write_bytes(_png(label))
+    boxes = [o for o in objects if o.kind in MSRS_DEMO_BOXES]
+    (root / "detection_labels" / "fusion" / split / f"{name}.txt").write_text(
+        _yolo_txt(boxes, config.height, config.width))
+    return {"name": name, "split": split, "night": night,
+            "boxes": [MSRS_DEMO_BOXES[o.kind] for o in boxes],
+            "pixels": np.bincount(label.ravel(), minlength=len(MSRS_SEG_CLASSES)).tolist()}
+
+
+def _write_m3fd_pair(config: DemoConfig, root: Path, index: int) -> dict:
+    ir, vis, _label, objects, night = make_scene(config, "m3fd", index)
+    name = f"{index:05d}"
+    (root / "Ir" / f"{name}.png").write_bytes(_png(np.repeat(ir[:, :, None], 3, axis=2)))
+    (root / "Vis" / f"{name}.png").write_bytes(_png(vis))
+    (root / "Annotation" / f"{name}.xml").write_text(_voc_xml(name, objects, config.height,
+                                                              config.width))
+    return {"name": name, "night": night, "boxes": [M3FD_DEMO_CLASSES[o.kind] for o in objects]}
+
+
+def _count(records: list[dict], key: str = "boxes") -> dict[str, int]:
+    out: dict[str, int] = {}
+    for record in records:
+        for cls in record[key]:
+            out[cls] = out.get(cls, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _build(config: DemoConfig, out: Path, workers: int) -> dict:
+    msrs, m3fd = out / "MSRS", out / "M3FD"
+    for split in ("train", "test"):
+        for sub in ("ir", "vi", "Segmentation_labels"):
+            (msrs / split / sub).mkdir(parents=True)
+        (msrs / "detection_labels" / "fusion" / split).mkdir(parents=True)
+    for sub in ("Ir", "Vis", "Annotation", "meta"):
+        (m3fd / sub).mkdir(parents=True)
+    (msrs / "detection_labels" / "classes.txt").write_text(
+        "".join(f"{i} {c}\n" for i, c in enumerate(MSRS_BOX_CLASSES)))
+    n_msrs = config.msrs_train + config.msrs_test
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        msrs_records = list(pool.map(
+            lambda i: _write_msrs_pair(config, msrs, i, "train" if i <= config.msrs_train else "test"),
+            range(1, n_msrs + 1)))
+        m3fd_records = list(pool.map(lambda i: _write_m3fd_pair(config, m3fd, i),
+                                     range(config.m3fd_pairs)))
+    assignment = seeded_split([r["name"] for r in m3fd_records], config.m3fd_split, config.seed)
+    for split in ("train", "val", "test"):
+        names = sorted(n for n, s in assignment.items() if s == split)
+        (m3fd / "meta" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+    pixels = np.sum([r["pixels"] for r in msrs_records], axis=0) if msrs_records else \
+        np.zeros(len(MSRS_SEG_CLASSES), int)
+    manifest = {
+        "generator": GENERATOR, "fusebench_version": pipeline.__version__,
+        "params": {**asdict(config), "m3fd_split": list(config.m3fd_split)},
+        "msrs": {"train": config.msrs_train, "test": config.msrs_test,
+                 "night": sum(r["night"] for r in msrs_records),
+                 "seg_classes": list(MSRS_SEG_CLASSES),
+                 "pixels_per_class": dict(zip(MSRS_SEG_CLASSES, pixels.tolist())),
+                 "box_classes": list(MSRS_BOX_CLASSES), "boxes_per_class": _count(msrs_records)},
+        "m3fd": {"pairs": config.m3fd_pairs, "night": sum(r["night"] for r in m3fd_records),
+                 "classes": list(M3FD_DEMO_CLASSES.values()),
+                 "split": {s: sum(v == s for v in assignment.values()) for s in ("train", "val", "test")},
+                 "boxes_per_class": _count(m3fd_records)},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (out / "README.txt").write_text(_readme(manifest))
+    return manifest
+
+
+def _readme(manifest: dict) -> str:
+    p = manifest["params"]
+    return (f"FuseBench demo data, generated by `python -m pipeline demo-data` (seed {p['seed']}).\n"
+            "Synthetic registered infrared/visible street scenes; NOT real data, for demos and tests.\n\n"
+            f"MSRS/  MSRS layout, {p['msrs_train']} train + {p['msrs_test']} test pairs of "
+            f"{p['height']}x{p['width']}, names ending D (day) / N (night);\n"
+            "       Segmentation_labels: class ids 0..8 = " + ", ".join(manifest["msrs"]["seg_classes"])
+            + ";\n       detection_labels/fusion/<split>/*.txt: YOLO boxes (person, bicycle, car).\n"
+            f"M3FD/  M3FD layout, {p['m3fd_pairs']} pairs (Ir stored as 3 equal channels), VOC boxes "
+            "in Annotation/ with classes " + ", ".join(manifest["m3fd"]["classes"])
+            + f",\n       meta/{{train,val,test}}.txt: seeded split {p['m3fd_split']}.\n\n"
+            "Generator parameters and label statistics: manifest.json.\n")
+
+
+def generate(out: str | Path, config: DemoConfig = DemoConfig(), workers: int | None = None) -> dict:
+    """Generate the demo data into ``out`` (replacing earlier demo data there) and return the
+    manifest. Refuses to replace a folder that is not FuseBench demo data."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        try:
+            previous = json.loads((out / "manifest.json").read_text()).get("generator")
+        except (OSError, ValueError, AttributeError):
+            previous = None
+        if previous != GENERATOR:
+            raise ConfigError("refusing to replace a non-empty folder that is not FuseBench demo data "
+                              "(no manifest.json from demo-data); choose another --out", out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = out.with_name(f".{out.name}.tmp-{os.getpid()}"), out.with_name(f".{out.name}.old-{os.getpid()}")
+    for path in (tmp, old):
+        shutil.rmtree(path, ignore_errors=True)
+    try:
+        manifest = _build(config, tmp, workers or min(4, os.cpu_count() or 1))
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return manifest
