@@ -21,21 +21,17 @@ def qabf_strength_orientation(image: np.ndarray) -> tuple[np.ndarray, np.ndarray
     sx = correlate3(image, _SOBEL_X, "zero")
     sy = correlate3(image, _SOBEL_Y, "zero")
     g = np.sqrt(sx * sx + sy * sy)
-    alpha = np.full_like(image, image.dtype.type(math.pi / 2))
     nonzero = sx != 0
-    alpha[nonzero] = np.arctan(sy[nonzero] / sx[nonzero])
+    ratio = np.divide(sy, sx, out=np.zeros_like(sx), where=nonzero)
+    alpha = np.where(nonzero, np.arctan(ratio), image.dtype.type(math.pi / 2))
     return g, alpha
 
 
 def _qabf_preservation(g_x, a_x, g_f, a_f):
     """Edge preservation Q_XF = Q_g·Q_a with the Xydeas–Petrović sigmoids (L = 1)."""
-    strength = np.zeros_like(g_x)
-    above = g_x > g_f
-    below = g_x < g_f
-    equal = g_x == g_f
-    strength[above] = g_f[above] / g_x[above]
-    strength[equal] = g_f[equal]  # quirk kept by both references: G = g_F when g_X = g_F
-    strength[below] = g_x[below] / g_f[below]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # quirk kept by both references: G = g_F itself when g_X = g_F
+        strength = np.where(g_x > g_f, g_f / g_x, np.where(g_x < g_f, g_x / g_f, g_f))
     orientation = 1 - np.abs(a_x - a_f) / (math.pi / 2)
     q_g = 0.9994 / (1 + np.exp(-15 * (strength - 0.5)))
     q_a = 0.9879 / (1 + np.exp(-22 * (orientation - 0.8)))
@@ -90,9 +86,13 @@ def nabf_value(fused: np.ndarray, src1: np.ndarray, src2: np.ndarray) -> float:
     for the argument order (fused, source 1, source 2):
     ``Σ_{g_F > g_1, g_F > g_2} [(1−Q_1F)w_1 + (1−Q_2F)w_2] / Σ(w_1 + w_2)``, ``w = g^1.5`` where
     ``g ≥ 2`` else 0.001 (an absolute threshold, so the data scale matters)."""
-    g1, a1 = nabf_gradients(src1)
-    g2, a2 = nabf_gradients(src2)
-    gf, af = nabf_gradients(fused)
+    (g1, a1), (g2, a2), (gf, af) = (nabf_gradients(x) for x in (src1, src2, fused))
+    return nabf_from_gradients((g1, a1), (g2, a2), (gf, af))
+
+
+def nabf_from_gradients(grad1, grad2, grad_f) -> float:
+    """N_ABF from precomputed (strength, angle) of source 1, source 2 and the fused image."""
+    (g1, a1), (g2, a2), (gf, af) = grad1, grad2, grad_f
     q1 = _nabf_preservation(g1, a1, gf, af)
     q2 = _nabf_preservation(g2, a2, gf, af)
     w1 = np.where(g1 >= 2, g1 ** 1.5, 0.001)
@@ -101,18 +101,28 @@ def nabf_value(fused: np.ndarray, src1: np.ndarray, src2: np.ndarray) -> float:
     return float(np.sum(artefact * ((1 - q1) * w1 + (1 - q2) * w2)) / np.sum(w1 + w2))
 
 
+def _grads(t: Triple, scale: float = 1.0):
+    """Cached Nabf gradients of (A/scale, B/scale, F/scale). They are recomputed on the scaled data
+    rather than rescaled: on [0,1] data mathematically equal strengths (e.g. where F copies a
+    source) differ by rounding, which decides the ``g_F > g_X`` artefact test as in the toolbox."""
+    return [t.cached(("nabf", k, scale), lambda k=k: nabf_gradients(getattr(t, k) / scale)) for k in "abf"]
+
+
 def nabf(t: Triple) -> float:
     """Nabf ↓ as the toolbox (ML-2023 ``analysis_Reference``) reports it: ``analysis_nabf(A, B, F)``
     although the signature is (fused, src1, src2), i.e. the first source plays the fused image."""
-    return nabf_value(t.a, t.b, t.f)
+    ga, gb, gf = _grads(t)
+    return nabf_from_gradients(gb, gf, ga)
 
 
 def nabf_fused_first(t: Triple) -> float:
     """Nabf_fused_first ↓ — the corrected call ``analysis_nabf(F, A, B)`` on 0..255 data."""
-    return nabf_value(t.f, t.a, t.b)
+    ga, gb, gf = _grads(t)
+    return nabf_from_gradients(ga, gb, gf)
 
 
 def nabf_v2022(t: Triple) -> float:
     """Nabf_v2022 ↓ — ML-2022's call ``analysis_nabf(F, A, B)`` on [0,1] data (nearly every weight
     is then the 0.001 floor)."""
-    return nabf_value(t.f / 255.0, t.a / 255.0, t.b / 255.0)
+    ga, gb, gf = _grads(t, 255.0)
+    return nabf_from_gradients(ga, gb, gf)

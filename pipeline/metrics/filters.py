@@ -50,12 +50,12 @@ def sep_filter(image: np.ndarray, kernel_1d: np.ndarray, mode: str) -> np.ndarra
 
 
 def box_sum_valid(image: np.ndarray, size: int) -> np.ndarray:
-    """Sum over every fully inside ``size×size`` window (exact for integer-valued float64 data)."""
-    image = np.asarray(image, dtype=np.float64)
-    c = np.zeros((image.shape[0] + 1, image.shape[1] + 1))
-    np.cumsum(image, axis=0, out=c[1:, 1:])
-    np.cumsum(c[1:, 1:], axis=1, out=c[1:, 1:])
-    return c[size:, size:] - c[:-size, size:] - c[size:, :-size] + c[:-size, :-size]
+    """Sum over every fully inside ``size×size`` window, float64 (exact for data on a binary grid
+    such as integers or quarter-integers, where every partial sum is representable)."""
+    image = np.ascontiguousarray(image, dtype=np.float64)
+    out = cv2.boxFilter(image, cv2.CV_64F, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    r = (size - 1) // 2
+    return out[r:out.shape[0] - r, r:out.shape[1] - r]
 
 
 def correlate3(image: np.ndarray, kernel: np.ndarray, mode: str) -> np.ndarray:

@@ -116,13 +116,11 @@ def _marginals(w, pdf, cdf, logs):
 
 
 @numba.njit(cache=True, nogil=True)
-def _fmi_core(xw, fw, buf, cells_i, cells_j, cells_u):
-    """FMI of one pair of already normalised windows (x = source, f = fused).
-
-    ``buf`` is a 7×9 work array; ``cells_*`` hold the staircase cells (≤ 18)."""
+def _fmi_core(buf, hx, sdx, hf, sdf, cells_i, cells_j, cells_u):
+    """FMI of one pair of normalised windows whose marginals (:func:`_marginals`) are in ``buf``:
+    rows 0-2 = source PDF/CDF/log2 PDF, rows 3-5 = fused; row 6 is work space.
+    ``cells_*`` hold the staircase cells (≤ 18)."""
     p, cp, lp, q, cq, lq, walk = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6]
-    hx, sdx = _marginals(xw, p, cp, lp)
-    hf, sdf = _marginals(fw, q, cq, lq)
     mean_p = p[0]
     mean_q = q[0]
     for k in range(1, 9):
@@ -232,7 +230,6 @@ def _fmi_rows(fa, fb, ff):
         fw = np.empty(9)
         xn = np.empty(9)
         fn = np.empty(9)
-        fn2 = np.empty(9)
         buf = np.empty((7, 9))
         cells_i = np.empty(18, dtype=np.int64)
         cells_j = np.empty(18, dtype=np.int64)
@@ -245,20 +242,28 @@ def _fmi_rows(fa, fb, ff):
                     aw[k] = fa[r + dr, col + dc]
                     bw[k] = fb[r + dr, col + dc]
                     fw[k] = ff[r + dr, col + dc]
+            fused_ready = False  # F's normalised marginals are in buf[3:6] (reused by the B branch)
             if _equal(aw, fw):
                 fmi_af = 1.0
             else:
                 _normalise(aw, xn)
                 _normalise(fw, fn)
-                fmi_af = _fmi_core(xn, fn, buf, cells_i, cells_j, cells_u)
+                hx, sdx = _marginals(xn, buf[0], buf[1], buf[2])
+                hf, sdf = _marginals(fn, buf[3], buf[4], buf[5])
+                fmi_af = _fmi_core(buf, hx, sdx, hf, sdf, cells_i, cells_j, cells_u)
                 for k in range(9):
-                    fw[k] = fn[k]
+                    fw[k] = fn[k]  # the toolbox overwrites F's window with its normalised version
+                fused_ready = True
             if _equal(bw, fw):
                 fmi_bf = 1.0
             else:
+                # normalising the already normalised F window again changes nothing (exactly)
+                if not fused_ready:
+                    _normalise(fw, fn)
+                    hf, sdf = _marginals(fn, buf[3], buf[4], buf[5])
                 _normalise(bw, xn)
-                _normalise(fw, fn2)
-                fmi_bf = _fmi_core(xn, fn2, buf, cells_i, cells_j, cells_u)
+                hx, sdx = _marginals(xn, buf[0], buf[1], buf[2])
+                fmi_bf = _fmi_core(buf, hx, sdx, hf, sdf, cells_i, cells_j, cells_u)
             total += (fmi_af + fmi_bf) / 2.0
         rows[r] = total
     return rows

@@ -14,14 +14,33 @@ from pipeline.metrics.filters import box_sum_valid, gaussian_1d, sep_filter
 from pipeline.metrics.inputs import Triple
 
 
-def ssim_skimage(x: np.ndarray, y: np.ndarray) -> float:
-    """scikit-image ``structural_similarity`` with the defaults CDDFuse's pinned 0.19.2 used for float32
-    input: 7×7 uniform window, sample covariance, K1 = 0.01, K2 = 0.03, **data_range = 2** (the float
-    dtype range, although the data are 0..255), mean after cropping 3 pixels per side. Reused as is:
-    passing ``data_range=2`` to the current scikit-image reproduces 0.19.2 exactly."""
-    from skimage.metrics import structural_similarity
+def ssim_skimage(x: np.ndarray, y: np.ndarray, stats_x=None) -> float:
+    """scikit-image ``structural_similarity(x, y)`` as CDDFuse's pinned 0.19.2 ran it on float32 input:
+    7×7 uniform window (``scipy.ndimage.uniform_filter``, reflect borders), sample covariance
+    (×49/48), K1 = 0.01, K2 = 0.03, **data_range = 2** (the float dtype range, although the data are
+    0..255), float32 arithmetic, mean (float64) after cropping 3 pixels per side.
 
-    return float(structural_similarity(x, y, data_range=2))
+    The same operations as scikit-image's function (verified bit-identical to
+    ``structural_similarity(x, y, data_range=2)`` in the tests), written out so that the statistics
+    of ``x`` (the fused image, ``stats_x = (ux, uxx)``) are filtered once for both sources.
+    """
+    from scipy.ndimage import uniform_filter
+
+    if stats_x is None:
+        stats_x = (uniform_filter(x, size=7), uniform_filter(x * x, size=7))
+    ux, uxx = stats_x
+    uy = uniform_filter(y, size=7)
+    uyy = uniform_filter(y * y, size=7)
+    uxy = uniform_filter(x * y, size=7)
+    cov_norm = 49 / 48
+    vx = cov_norm * (uxx - ux * ux)
+    vy = cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
+    c1, c2 = (0.01 * 2) ** 2, (0.03 * 2) ** 2
+    a1, a2 = 2 * ux * uy + c1, 2 * vxy + c2
+    b1, b2 = ux ** 2 + uy ** 2 + c1, vx + vy + c2
+    s = (a1 * a2) / (b1 * b2)
+    return float(s[3:-3, 3:-3].mean(dtype=np.float64))
 
 
 def ssim_matlab(x: np.ndarray, y: np.ndarray) -> float:
@@ -45,7 +64,10 @@ def ssim(t: Triple) -> float:
     """SSIM ↑ — ``cddfuse``: **sum** ``SSIM(F,A) + SSIM(F,B)`` with scikit-image (range up to 2);
     ``matlab`` (ML-2023): **mean** ``0.5·ssim(F,A) + 0.5·ssim(F,B)`` with MATLAB's ``ssim``."""
     if t.convention == "cddfuse":
-        return ssim_skimage(t.f, t.a) + ssim_skimage(t.f, t.b)
+        from scipy.ndimage import uniform_filter
+
+        stats_f = (uniform_filter(t.f, size=7), uniform_filter(t.f * t.f, size=7))
+        return ssim_skimage(t.f, t.a, stats_f) + ssim_skimage(t.f, t.b, stats_f)
     return 0.5 * ssim_matlab(t.f, t.a) + 0.5 * ssim_matlab(t.f, t.b)
 
 
@@ -94,9 +116,10 @@ def mef_ssim_scale(sources: list[np.ndarray], fused: np.ndarray, k: float = 0.03
     mu_r = sum(c * (gx - mk) for c, gx, mk in zip(coef, g, mu))
     second = 0.0
     for i in range(m):
-        for j in range(m):
+        for j in range(i, m):
             g_ij = sep_filter(sources[i] * sources[j], window, "valid")
-            second = second + coef[i] * coef[j] * (g_ij - mu[j] * g[i] - mu[i] * g[j] + mu[i] * mu[j])
+            term = coef[i] * coef[j] * (g_ij - mu[j] * g[i] - mu[i] * g[j] + mu[i] * mu[j])
+            second = second + (term if i == j else 2 * term)
     sigma_r2 = second - mu_r * mu_r
     sigma_f2 = sep_filter(fused * fused, window, "valid") - g_f * g_f
     cross = sum(c * (sep_filter(x * fused, window, "valid") - mk * g_f) for c, x, mk in zip(coef, sources, mu))
