@@ -127,11 +127,16 @@ def read_pair(sample: Sample, mode: str = "auto") -> tuple[np.ndarray, np.ndarra
     """Read ``(ir, vis)`` as uint8 arrays and check they have the same height and width."""
     ir = read_image(sample.ir, mode)
     vis = read_image(sample.vis, mode)
-    if ir.shape[:2] != vis.shape[:2]:
-        raise DataError(f"size mismatch: infrared is {ir.shape[1]}x{ir.shape[0]} but visible "
-                        f"{sample.vis.name} is {vis.shape[1]}x{vis.shape[0]} (pairs must be registered)",
-                        sample.ir)
+    check_pair_sizes(sample, ir.shape, vis.shape)
     return ir, vis
+
+
+def check_pair_sizes(sample: Sample, ir_shape: tuple[int, ...], vis_shape: tuple[int, ...]) -> None:
+    """Raise :class:`DataError` naming the infrared file unless both images are ``H×W`` alike."""
+    if tuple(ir_shape[:2]) != tuple(vis_shape[:2]):
+        raise DataError(f"size mismatch: infrared is {ir_shape[1]}x{ir_shape[0]} but visible "
+                        f"{sample.vis.name} is {vis_shape[1]}x{vis_shape[0]} (pairs must be registered)",
+                        sample.ir)
 
 
 def read_segmentation(sample: Sample, n_classes: int, image_shape: tuple[int, int] | None = None,
@@ -343,16 +348,26 @@ def finish_dataset(dataset: PairDataset, strict: bool) -> PairDataset:
     return dataset
 
 
-def image_header_size(path: Path) -> tuple[int, int]:
-    """``(height, width)`` from the file header only (fast; used to scale YOLO boxes)."""
+def image_header(path: Path) -> tuple[int, int, str]:
+    """``(height, width, PIL mode)`` from the file header only, without decoding the pixels."""
     from PIL import Image, UnidentifiedImageError
 
+    if not Path(path).is_file():
+        raise DataError("image file not found", path)
+    if Path(path).stat().st_size == 0:
+        raise DataError("image file is empty (0 bytes)", path)
     try:
         with Image.open(path) as image:
             width, height = image.size
+            mode = image.mode
     except (OSError, UnidentifiedImageError) as err:
         raise DataError(f"cannot read image header ({err.__class__.__name__})", path) from err
-    return height, width
+    return height, width, mode
+
+
+def image_header_size(path: Path) -> tuple[int, int]:
+    """``(height, width)`` from the file header only (fast; used to scale YOLO boxes)."""
+    return image_header(path)[:2]
 
 
 def load_dataset(kind: str, root: str | Path, name: str | None = None, strict: bool = True,
