@@ -5,6 +5,7 @@ Synthetic tiny pair sets (written to tmp dirs) keep these fast; real-data traini
 """
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -16,6 +17,7 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.imageio import write_image
 from pipeline.mlfuse_train import data as D
 from pipeline.mlfuse_train import trainer as T
+from pipeline.vsm import compute_vsm_maps
 
 TINY = {"epochs": 3, "batch_size": 2, "crop": 32, "checkpoint_every": 1, "preview_every": 0, "seed": 7,
         "device": "cpu"}
@@ -34,14 +36,8 @@ def make_set(root, names, size=(40, 48), seed=0):
 
 
 def write_vsm(vsm_root, set_name, dataset):
-    """Stand-in saliency maps (min-max of the ir image); the VSM math itself is not under test here."""
-    from pipeline.imageio import read_image
-
-    for sample in dataset.samples:
-        ir = read_image(sample.ir, "gray").astype(np.float64)
-        path = D.vsm_path(vsm_root, set_name, sample.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, (ir - ir.min()) / (ir.max() - ir.min()))
+    """VSM maps of the set as the VSM stage writes them."""
+    compute_vsm_maps(dataset.samples, vsm_root, set_name, progress=False)
 
 
 @pytest.fixture(autouse=True)
@@ -147,7 +143,7 @@ def test_dataset_smaller_than_batch_trains_with_drop_last_off(tiny_pairs, tmp_pa
     out = T.train({**TINY, "batch_size": 16, "drop_last": False, "epochs": 1}, tiny_pairs,
                   tmp_path / "m", tmp_path / "r", progress=False)
     assert out.is_file()
-    summary = __import__("json").loads((tmp_path / "r" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["batches_per_epoch"] == 1
 
 
@@ -155,7 +151,7 @@ def test_runs_without_cuda(tiny_pairs, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = T.train({**TINY, "device": "auto", "epochs": 1, "amp": True}, tiny_pairs, tmp_path / "m",
                   tmp_path / "r", progress=False)
-    summary = __import__("json").loads((tmp_path / "r" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["device"] == "cpu" and out.is_file()
 
 
@@ -226,7 +222,7 @@ def test_resume_after_interruption_gives_identical_weights(tiny_pairs, tmp_path,
     torch.manual_seed(123), np.random.seed(123), random.seed(123)  # resume must not depend on these
     resumed = T.train(cfg, tiny_pairs, tmp_path / "cut", tmp_path / "rcut", progress=False)
     _assert_same_weights(_weights(full), _weights(resumed))
-    summary = __import__("json").loads((tmp_path / "rcut" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "rcut" / "summary.json").read_text())
     assert summary["resumed_from_epoch"] == 1
     assert (tmp_path / "rcut" / "losses.csv").read_text() == (tmp_path / "rfull" / "losses.csv").read_text()
 
@@ -234,7 +230,7 @@ def test_resume_after_interruption_gives_identical_weights(tiny_pairs, tmp_path,
 def test_checkpoint_of_other_settings_is_not_resumed(tiny_pairs, tmp_path):
     T.train({**TINY, "epochs": 2}, tiny_pairs, tmp_path / "m", tmp_path / "r", progress=False)
     T.train({**TINY, "epochs": 2, "lr": 2e-4}, tiny_pairs, tmp_path / "m", tmp_path / "r", progress=False)
-    summary = __import__("json").loads((tmp_path / "r" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["resumed_from_epoch"] is None and summary["config"]["lr"] == 2e-4
 
 
@@ -247,3 +243,41 @@ def test_config_errors():
         T.resolve_config({"crop": 8})
     with pytest.raises(ConfigError, match="sets is empty"):
         T.train_from_params({"mlfuse": {"train": {}}})
+
+
+# ------------------------------------------------------------------------------ CLI, benchmark
+
+
+def test_cli_trains_from_params_yaml_and_resumes(tmp_path, capsys):
+    import yaml
+
+    from pipeline.cli import main
+
+    ds = make_set(tmp_path / "setA", ["a", "b", "c"])
+    write_vsm(tmp_path / "vsm", "tiny", ds)
+    train = {**TINY, "epochs": 2, "vsm_root": str(tmp_path / "vsm"), "threads": 1,
+             "sets": {"tiny": {"kind": "pairs", "root": str(tmp_path / "setA")}},
+             "profiles": {"demo": {"batch_size": 3}, "full": {"batch_size": 16}}}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"profile": "demo", "mlfuse": {"train": train}}))
+    args = ["train-mlfuse", "--params", str(params), "--out", str(tmp_path / "m"),
+            "--results", str(tmp_path / "r"), "--no-progress"]
+    assert main(args) == 0
+    assert "model_fuse.pth" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["batches_per_epoch"] == 1 and summary["pairs"] == ["tiny/a", "tiny/b", "tiny/c"]
+    assert summary["provenance"]["params"]["train"]["batch_size"] == 3
+    assert main(args) == 0  # second run resumes after the last epoch: nothing to train
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["resumed_from_epoch"] == 1
+    assert main(args + ["--profile", "full"]) == 2  # 3 pairs < batch 16 with drop_last: one-line error
+    assert "fewer than batch_size 16" in capsys.readouterr().err
+
+
+def test_benchmark_prints_seconds_per_step(capsys):
+    from pipeline.cli import main
+
+    assert main(["bench", "train", "--batch", "2", "--crop", "32", "--steps", "1", "--device", "cpu",
+                 "--threads", "1"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["benchmark"] == "train" and record["batch"] == 2 and record["crop"] == 32
+    assert record["seconds_per_step"] > 0 and record["threads"] == 1

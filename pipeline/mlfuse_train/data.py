@@ -79,9 +79,12 @@ def load_training_sets(params: Mapping, sets, splits: Sequence[str] = ("train", 
     return out
 
 
-def vsm_path(vsm_root: str | Path, set_name: str, name: str, image: str = "img2") -> Path:
-    """Where the VSM stage writes the map of ``image`` (img1|img2) of pair ``name`` of ``set_name``."""
-    return Path(vsm_root) / set_name / image / f"{name}.npy"
+def vsm_path(vsm_root: str | Path, set_name: str, name: str) -> Path:
+    """Where the VSM stage writes the map of img2 of pair ``name`` of ``set_name``
+    (:func:`pipeline.vsm.map_path`)."""
+    from pipeline.vsm import map_path
+
+    return map_path(vsm_root, set_name, name, "img2")
 
 
 def training_pairs(sets: Mapping[str, Iterable], vsm_root: str | Path) -> list[TrainPair]:
@@ -122,7 +125,9 @@ def read_vsm(path: str | Path, shape: tuple[int, int], bits: int | None = 8) -> 
         return vsm.astype(np.float32)
     if bits != 8:
         raise DataError(f"vsm_bits must be 8 or null, got {bits!r}", path)
-    return np.floor(vsm.astype(np.float64) * 255.0 + 0.5).astype(np.uint8)
+    from pipeline.vsm import to_uint8
+
+    return to_uint8(vsm)
 
 
 @dataclass

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 #: Published values (the ``full`` profile); ``params.yaml`` ``mlfuse.train`` overrides them.
 DEFAULTS: dict = {
-    "seed": 0, "device": "auto", "amp": False, "init": "scratch",
+    "seed": 0, "device": "auto", "threads": None, "amp": False, "init": "scratch",
     "official_weights": "../shared/weights/mlfuse/model_fuse.pth",
     "epochs": 501, "batch_size": 16, "crop": 128, "lr": 1.0e-4, "weight_decay": 5.0e-5,
     "drop_last": True, "vsm_bits": 8, "loss_weights": {"edge": 0.3, "saliency": 3.0, "cross_modal": 0.5, "fusion": 1.0},
@@ -185,6 +185,31 @@ def write_previews(model, arrays: D.TrainArrays, count: int, folder: Path, devic
 # training
 
 
+def train_step(model, optimizer, scaler, batch, weights: Mapping[str, float] | None = None,
+               amp: bool = False):
+    """One optimisation step on ``batch = (img1, img2, vsm2)``; returns the :class:`LossTerms`.
+
+    Forward (under CUDA autocast when ``amp``), the four losses in float32, backward through the
+    (possibly scaling) ``scaler``, optimiser step.
+    """
+    img1, img2, vsm2 = batch
+    with torch.autocast(device_type="cuda", enabled=amp):
+        outputs = model(img1, img2)
+    terms = mlfuse_loss([o.float() for o in outputs], img1, img2, vsm2, weights)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(terms.total).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return terms
+
+
+def make_optimizer(model, cfg: Mapping):
+    """Adam (lr, coupled L2 weight decay on every parameter) and cosine annealing over the epochs."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg["epochs"], eta_min=0.0)
+    return optimizer, scheduler
+
+
 def train(config: Mapping | None, pairs: Sequence[D.TrainPair], out_dir: str | Path = "models/mlfuse",
           results_dir: str | Path = "results/mlfuse_train", resume: bool = True, progress: bool = True,
           params: Mapping | None = None) -> Path:
@@ -204,6 +229,8 @@ def train(config: Mapping | None, pairs: Sequence[D.TrainPair], out_dir: str | P
     n_batches = D.batches_per_epoch(len(pairs), cfg["batch_size"], cfg["drop_last"], pairs)
     arrays = D.load_arrays(pairs, cfg["crop"], cfg["vsm_bits"])
     device = resolve_device(cfg["device"])
+    if cfg["threads"]:
+        torch.set_num_threads(int(cfg["threads"]))
     amp = bool(cfg["amp"]) and device.startswith("cuda")
     if cfg["amp"] and not amp:
         log.warning("mlfuse.train.amp is on but the device is %s: training in float32", device)
@@ -213,8 +240,7 @@ def train(config: Mapping | None, pairs: Sequence[D.TrainPair], out_dir: str | P
     fp = fingerprint(cfg, pairs)
 
     model = build_model(cfg, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg["epochs"], eta_min=0.0)
+    optimizer, scheduler = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     history: list[dict] = []
     start = 0
@@ -238,14 +264,8 @@ def train(config: Mapping | None, pairs: Sequence[D.TrainPair], out_dir: str | P
         sums = dict.fromkeys(("total", *LOSS_NAMES), 0.0)
         batches = D.epoch_batches(len(arrays), cfg["batch_size"], cfg["drop_last"], seed, epoch)
         for step, indices in enumerate(batches, 1):
-            img1, img2, vsm2 = D.make_batch(arrays, indices, crop, seed, epoch, device)
-            with torch.autocast(device_type="cuda", enabled=amp):
-                outputs = model(img1, img2)
-            terms = mlfuse_loss([o.float() for o in outputs], img1, img2, vsm2, cfg["loss_weights"])
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(terms.total).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            batch = D.make_batch(arrays, indices, crop, seed, epoch, device)
+            terms = train_step(model, optimizer, scaler, batch, cfg["loss_weights"], amp)
             sums["total"] += terms.total.item()
             for name in LOSS_NAMES:
                 sums[name] += terms.parts[name].item()
