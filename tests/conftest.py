@@ -51,3 +51,13 @@ def shared_reference(shared) -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server for every test that runs flows in-process (about 12 s once,
+    then about 1-1.5 s per flow run; ``environment.md``). Request it only where flows run."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

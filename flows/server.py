@@ -1,0 +1,151 @@
+"""A temporary local Prefect server shared by every stage of one command.
+
+Without it, every flow run in a fresh process (every ``python -m flows.<stage>`` that ``dvc repro``
+starts) launches its own temporary server: 6-15 s each on this machine (``environment.md``). With
+it, one server starts once and every stage only pays about a second per flow run::
+
+    python -m flows.server -- dvc repro            # what `make demo` / `make repro` run
+    python -m flows.server --port 4300 -- dvc exp run -S detection.epochs=5
+
+The server listens on a free ``127.0.0.1`` port, uses the hermetic settings of
+:mod:`pipeline.hermetic` (Prefect home inside the project, no telemetry, no UI), and is stopped
+(its whole process group) when the command ends, fails or is interrupted. The command runs with
+``PREFECT_API_URL`` pointing at the server and ``FUSEBENCH_KEEP_PREFECT_API_URL=1`` (otherwise
+:mod:`pipeline.hermetic` drops an inherited API URL). The exit code is the command's.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pipeline  # noqa: F401  (hermetic environment before Prefect is touched)
+from pipeline.errors import FuseBenchError
+
+HOST = "127.0.0.1"
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def healthy(api_url: str, timeout: float = 2.0) -> bool:
+    """True when ``<api_url>/health`` answers 200."""
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _stop(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop the server's whole process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if process.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextlib.contextmanager
+def temporary_server(port: int | None = None, timeout: float = 120.0,
+                     log_path: Path | None = None) -> Iterator[str]:
+    """Start ``prefect server start`` on ``127.0.0.1:<port>`` and yield its API URL once healthy;
+    stop it on exit. Raises :class:`FuseBenchError` when it does not come up within ``timeout``."""
+    port = port or free_port()
+    api_url = f"http://{HOST}:{port}/api"
+    log_path = Path(log_path or Path(os.environ["PREFECT_HOME"]) / "server.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.pop("PREFECT_API_URL", None)
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    env["PREFECT_UI_ENABLED"] = "false"
+    prefect = Path(sys.executable).with_name("prefect")
+    command = [str(prefect) if prefect.is_file() else "prefect", "server", "start",
+               "--host", HOST, "--port", str(port), "--no-ui", "--analytics-off"]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not healthy(api_url):
+            if process.poll() is not None:
+                raise FuseBenchError(f"Prefect server exited with code {process.returncode}; see its log",
+                                     log_path)
+            if time.monotonic() > deadline:
+                raise FuseBenchError(f"Prefect server not healthy after {timeout:.0f} s; see its log", log_path)
+            time.sleep(0.25)
+        yield api_url
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def use_temporary_server(port: int | None = None, timeout: float = 120.0) -> Iterator[str]:
+    """:func:`temporary_server`, with this process (Prefect settings) and its children (environment)
+    pointed at it for the duration of the block."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "FUSEBENCH_KEEP_PREFECT_API_URL")}
+    with temporary_server(port=port, timeout=timeout) as api_url:
+        os.environ.update(PREFECT_API_URL=api_url, FUSEBENCH_KEEP_PREFECT_API_URL="1")
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: api_url}):
+                yield api_url
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def run_with_server(command: Sequence[str], port: int | None = None, timeout: float = 120.0) -> int:
+    """Run ``command`` with a temporary shared Prefect server; return its exit code."""
+    if not command:
+        raise FuseBenchError("no command given; usage: python -m flows.server -- dvc repro")
+    start = time.perf_counter()
+    with temporary_server(port=port, timeout=timeout) as api_url:
+        print(f"[flows.server] Prefect server at {api_url} (ready in {time.perf_counter() - start:.1f} s)",
+              file=sys.stderr, flush=True)
+        env = dict(os.environ, PREFECT_API_URL=api_url, FUSEBENCH_KEEP_PREFECT_API_URL="1")
+        child = subprocess.Popen(list(command), env=env)
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            child.send_signal(signal.SIGINT)
+            return child.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.server", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    try:
+        return run_with_server(command, port=args.port, timeout=args.timeout)
+    except FuseBenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""Stage ``vsm``: visual saliency maps of the MLFuse training pairs.
+
+    python -m flows.vsm
+
+The training sets are ``mlfuse.train.sets`` restricted to ``mlfuse.train.splits``; maps go to
+``mlfuse.train.vsm_root`` (``data/vsm/<set>/{img1,img2}/<name>.npy``, :mod:`pipeline.vsm`). One
+Prefect task per batch of ``orchestration.batch_size`` pairs (retried once). The whole folder is
+built in a staging folder and renamed into place when every batch succeeded
+(:mod:`flows._staging`); a failed run resumes from the maps already computed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flows._common import main_entry, run_units, stage_flow
+from flows._staging import fingerprint, samples_stamp, staged
+from pipeline.config import section
+
+CODE = ("pipeline/vsm.py", "pipeline/datasets.py", "pipeline/imageio.py")
+
+
+def batches(items: list, size: int) -> list[tuple[int, list]]:
+    """``[(start, items[start:start + size]), ...]`` (size >= 1)."""
+    size = max(1, int(size))
+    return [(start, items[start:start + size]) for start in range(0, len(items), size)]
+
+
+def batch_size(params: dict, default: int = 16) -> int:
+    return int(section(params, "orchestration.batch_size", default) or default)
+
+
+@stage_flow("vsm")
+def vsm_flow(params: dict) -> dict:
+    from pipeline.mlfuse_train.data import load_training_sets
+    from pipeline.mlfuse_train.trainer import resolve_config
+    from pipeline.vsm import compute_vsm_maps
+
+    cfg = resolve_config(section(params, "mlfuse.train", {}) or {})
+    sets = load_training_sets(params, cfg["sets"], cfg["splits"])
+    key = fingerprint({name: samples_stamp(samples) for name, samples in sets.items()}, CODE)
+    counts = {}
+    with staged([Path(cfg["vsm_root"])], key) as (staging,):
+        for set_name, samples in sorted(sets.items()):
+            units = [(f"{set_name}:{start}", (batch, staging, set_name, False))
+                     for start, batch in batches(samples, batch_size(params))]
+            report = run_units("vsm", compute_vsm_maps, units)
+            report.raise_if_failed()
+            counts[set_name] = sum(v["images"] for v in report.values.values())
+    print(f"VSM maps for {counts} pairs in {cfg['vsm_root']}")
+    return counts
+
+
+if __name__ == "__main__":
+    main_entry(vsm_flow)

@@ -1,0 +1,65 @@
+"""Atomic stage outputs with resume (flows._staging) and the batch split used by the flows."""
+from __future__ import annotations
+
+import pytest
+
+from flows._staging import fingerprint, publish, staged, staging_path
+from flows.vsm import batches
+
+
+def test_outputs_appear_only_when_the_block_succeeds(tmp_path):
+    final = tmp_path / "fused" / "ir"
+    with pytest.raises(RuntimeError):
+        with staged([final], "k1") as (staging,):
+            (staging / "a.png").write_text("a")
+            raise RuntimeError("unit failed")
+    assert not final.exists()                                   # nothing DVC could cache
+    assert (staging_path(final, "k1") / "a.png").read_text() == "a"   # kept for resume
+
+    with staged([final], "k1") as (staging,):
+        assert (staging / "a.png").is_file()                   # resumed: earlier work is there
+        (staging / "b.png").write_text("b")
+    assert sorted(p.name for p in final.iterdir()) == ["a.png", "b.png"]
+    assert not staging_path(final, "k1").exists()
+
+
+def test_changed_fingerprint_starts_clean_and_replaces_old_output(tmp_path):
+    final = tmp_path / "out"
+    with pytest.raises(KeyError):
+        with staged([final], "old") as (staging,):
+            (staging / "stale.txt").write_text("x")
+            raise KeyError("boom")
+    final.mkdir()
+    (final / "previous.txt").write_text("p")
+    with staged([final], "new") as (staging,):
+        assert not any(staging.iterdir())
+    assert not staging_path(final, "old").exists()
+    assert list(final.iterdir()) == []                          # previous content replaced
+
+
+def test_fingerprint_tracks_config_and_code(tmp_path):
+    code = tmp_path / "mod.py"
+    code.write_text("x = 1\n")
+    a = fingerprint({"levels": 4}, [code])
+    assert a == fingerprint({"levels": 4}, [code])
+    assert a != fingerprint({"levels": 5}, [code])
+    code.write_text("x = 2\n")
+    assert a != fingerprint({"levels": 4}, [code])
+    assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
+
+
+def test_publish_replaces_a_file_or_folder(tmp_path):
+    staging, final = tmp_path / "s", tmp_path / "f"
+    staging.mkdir()
+    (staging / "x").write_text("new")
+    final.write_text("old file")
+    publish(staging, final)
+    assert (final / "x").read_text() == "new" and not staging.exists()
+
+
+def test_batches_cover_every_item_once():
+    items = list(range(10))
+    got = batches(items, 4)
+    assert [start for start, _ in got] == [0, 4, 8]
+    assert sum((b for _, b in got), []) == items
+    assert batches(items, 0) == [(i, [i]) for i in items]
