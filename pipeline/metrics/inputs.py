@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 
 CONVENTIONS = ("matlab", "cddfuse")
 MATLAB_GRAY_WEIGHTS = (0.298936021293776, 0.587043074451121, 0.114020904255103)
@@ -32,7 +32,7 @@ MATLAB_GRAY_WEIGHTS = (0.298936021293776, 0.587043074451121, 0.114020904255103)
 
 def check_convention(convention: str) -> str:
     if convention not in CONVENTIONS:
-        raise DataError(f"unknown metrics convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
+        raise ConfigError(f"unknown metrics convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
     return convention
 
 
