@@ -18,6 +18,10 @@ and ``mean((fmi_AF + fmi_BF)/2)`` is returned. Per window and pair (X, F):
 5. MI = H(p) + H(q) − H(joint) with ``−x·log2|x|`` over non-zero cells; fmi = 2·MI/(H(p)+H(q)),
    0 when MI is exactly 0.
 
+Sums over the nine window entries are sequential (Octave's ``sum``, the reference the values were
+checked against). This matters for the exact-zero tests: for two uniform windows the sequential
+mean of nine 1/9 is not exactly 1/9, so c = 1 (not 0) and that window scores 1, as in Octave.
+
 Speed: the windows are evaluated in a compiled (numba) loop, parallel over rows. The Fréchet bounds
 put mass on at most 17 "staircase" cells (the merge of the two CDFs); all other cells hold
 (1−φ)p_i q_j, whose entropy sum has a closed form from the marginal entropies. So each window
