@@ -66,8 +66,8 @@ class ValidationReport:
                  f"  pairs per split ({ds.split_source}): "
                  + ", ".join(f"{k} {len(v)}" for k, v in sorted(ds.splits.items()))]
         lines.append("  image sizes (HxW): " + _sizes(self.sizes))
-        lines.append("  storage (infrared / visible): "
-                     + _join(f"{a} / {b}" for a, b in self.storage.elements()))
+        slots = "functional / MRI" if ds.kind == "medical" else "infrared / visible"
+        lines.append(f"  storage ({slots}): " + _join(f"{a} / {b}" for a, b in self.storage.elements()))
         if ds.box_classes:
             counts = ", ".join(f"{c} {self.boxes.get(c, 0)}" for c in ds.box_classes)
             lines.append(f"  boxes per class: {counts} (total {sum(self.boxes.values())}; "
