@@ -1,0 +1,46 @@
+"""Stage ``segment``: DeepLabV3+ trained and tested on one fusion method's images (per-class IoU).
+
+``python -m flows.segment method=<name> [dataset=msrs]`` runs one method (what each DVC ``foreach``
+stage calls); without ``method=`` every method of :func:`pipeline.segmentation.run.method_names`
+(``ir``, ``vis`` and every ``fusion.methods`` entry) runs in turn. Work units: ``prepare`` (load the
+dataset and fused images, check every label), one Prefect task per seed (train + test, see
+:func:`pipeline.segmentation.run.run_seed`) and ``aggregate`` (mean/std over seeds). On the CPU the
+seed units run one after the other (two trainings on the same cores only slow each other down);
+on CUDA they are submitted together to the configured task runner. Outputs: see
+:mod:`pipeline.segmentation.run`; flow-run summary ``results/flow_runs/segment_<method>.json``.
+"""
+from __future__ import annotations
+
+import sys
+
+from flows._common import main_entry, run_inline, run_units, stage_flow
+
+
+@stage_flow("segment")
+def segment_flow(params: dict, method: str | None = None, dataset: str | None = None) -> dict:
+    from pipeline.segmentation.run import aggregate, method_names, prepare, run_seed
+
+    methods = [method] if method else method_names(params)
+    results = {}
+    for name in methods:
+        job = run_inline("segment", f"{name}:prepare", prepare, params, name, dataset)
+        seeds = list(job.cfg["seeds"])
+        units = [(f"{name}:seed{seed}", (job, seed, k == 0)) for k, seed in enumerate(seeds)]
+        batches = [[unit] for unit in units] if job.device == "cpu" else [units]
+        for batch in batches:
+            run_units("segment", run_seed, batch).raise_if_failed()
+        results[name] = run_inline("segment", f"{name}:aggregate", aggregate, job, seeds)
+        print(f"segment {name}: mIoU {results[name]['mIoU']:.4f} (seeds {seeds})")
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    method = dict(a.split("=", 1) for a in argv if "=" in a).get("method")
+    if not any(a.startswith("summary_name=") for a in argv):
+        argv.append(f"summary_name=segment_{method}" if method else "summary_name=segment")
+    main_entry(segment_flow, argv)
+
+
+if __name__ == "__main__":
+    main()

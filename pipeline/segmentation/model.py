@@ -1,0 +1,124 @@
+"""Settings of the segmentation stage and the DeepLabV3+ model built from them.
+
+The model is segmentation-models-pytorch's ``DeepLabV3Plus`` (Chen et al., "Encoder-Decoder with
+Atrous Separable Convolution for Semantic Image Segmentation", ECCV 2018). Nothing is ever
+downloaded: ``encoder_weights`` is ``null`` (random initialisation from the seed) or the path of
+a local ``.pth`` holding the encoder's state dict (e.g. torchvision ImageNet ResNet weights; a
+``fc.*`` head is dropped by smp's encoder), loaded with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Mapping
+
+from pipeline.errors import ConfigError
+
+#: Every key of ``params.yaml`` ``segmentation`` with its default (the DeepLabV3+ paper's recipe).
+DEFAULTS: dict = {
+    "dataset": "msrs",
+    "methods": None,              # null: ir, vis + every fusion.methods entry
+    "fused_root": "data/fused",
+    "results_root": "results/segmentation",
+    "models_root": "models/segmentation",
+    "seeds": [0],
+    "device": None,               # null: the top-level ``device`` (auto = CUDA when present)
+    "threads": None,              # CPU threads for torch while this stage runs; null: all cores
+    "model": {"encoder": "resnet101", "encoder_weights": None, "encoder_depth": 5, "output_stride": 16,
+              "decoder_channels": 256, "in_channels": 3},
+    "train": {"epochs": 100, "batch_size": 8, "crop": [480, 640], "scale": [0.5, 2.0], "hflip": 0.5,
+              "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1.0e-4,
+              "poly_power": 0.9, "dice_weight": 0.0, "num_workers": 0, "checkpoint_every": 1,
+              "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+    "eval": {"pad_multiple": 16, "overlays": 4},
+}
+
+
+def _merge(base: dict, override: Mapping, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if key not in base:
+            raise ConfigError(f"{where}: unknown key {key!r}; known: {sorted(base)}")
+        out[key] = _merge(base[key], value, f"{where}.{key}") if isinstance(base[key], dict) else value
+    return out
+
+
+def resolve_config(config: Mapping | None) -> dict:
+    """:data:`DEFAULTS` overridden by ``config`` (the ``segmentation`` section); checks values."""
+    cfg = _merge(DEFAULTS, dict(config or {}), "segmentation")
+    train = cfg["train"]
+    crop = train["crop"]
+    if not (isinstance(crop, (list, tuple)) and len(crop) == 2 and all(isinstance(c, int) for c in crop)):
+        raise ConfigError(f"segmentation.train.crop must be [height, width], got {crop!r}")
+    if any(c <= 0 or c % 16 for c in crop):
+        raise ConfigError(f"segmentation.train.crop sides must be positive multiples of 16 "
+                          f"(DeepLabV3+ with output stride 16), got {crop}")
+    if not isinstance(train["batch_size"], int) or train["batch_size"] < 2:
+        raise ConfigError(f"segmentation.train.batch_size must be >= 2 (batch norm in training "
+                          f"mode), got {train['batch_size']!r}")
+    if train["optimizer"] not in ("sgd", "adamw"):
+        raise ConfigError(f"segmentation.train.optimizer must be 'sgd' or 'adamw', got {train['optimizer']!r}")
+    lo, hi = train["scale"]
+    if not 0 < lo <= hi:
+        raise ConfigError(f"segmentation.train.scale must be [min, max] with 0 < min <= max, got {train['scale']}")
+    for key in ("epochs", "checkpoint_every"):
+        if not isinstance(train[key], int) or train[key] < 1:
+            raise ConfigError(f"segmentation.train.{key} must be a positive integer, got {train[key]!r}")
+    seeds = cfg["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"segmentation.seeds must be a non-empty list of integers, got {seeds!r}")
+    if cfg["model"]["output_stride"] not in (8, 16):
+        raise ConfigError("segmentation.model.output_stride must be 8 or 16")
+    if cfg["eval"]["pad_multiple"] % 16:
+        raise ConfigError("segmentation.eval.pad_multiple must be a multiple of 16")
+    return cfg
+
+
+def build_model(model_cfg: Mapping, n_classes: int, seed: int | None = None):
+    """``smp.DeepLabV3Plus`` from ``model_cfg`` (the ``segmentation.model`` section).
+
+    The weights are initialised after ``torch.manual_seed(seed)`` when a seed is given, then the
+    encoder is loaded from ``encoder_weights`` if that is a file path."""
+    import torch
+    import segmentation_models_pytorch as smp
+
+    if seed is not None:
+        torch.manual_seed(int(seed))
+    weights = model_cfg.get("encoder_weights")
+    try:
+        model = smp.DeepLabV3Plus(
+            encoder_name=model_cfg["encoder"], encoder_weights=None,
+            encoder_depth=int(model_cfg.get("encoder_depth", 5)),
+            encoder_output_stride=int(model_cfg.get("output_stride", 16)),
+            decoder_channels=int(model_cfg.get("decoder_channels", 256)),
+            in_channels=int(model_cfg.get("in_channels", 3)), classes=int(n_classes))
+    except (KeyError, ValueError) as err:
+        raise ConfigError(f"segmentation.model: cannot build DeepLabV3Plus ({err})") from err
+    if weights not in (None, "", "none", "null"):
+        load_encoder_weights(model, weights)
+    return model
+
+
+def load_encoder_weights(model, path: str | Path) -> None:
+    """Load a local encoder state dict (``{"state_dict": ...}`` or ``{"model": ...}`` wrappers
+    accepted) into ``model.encoder``; a missing file or non-matching keys raise ConfigError."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("segmentation.model.encoder_weights must be null or a local file "
+                          "(nothing is downloaded); file not found", path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    state = {k.removeprefix("encoder."): v for k, v in state.items()}
+    try:
+        model.encoder.load_state_dict(state)
+    except RuntimeError as err:
+        raise ConfigError(f"encoder weights do not match encoder {type(model.encoder).__name__}: "
+                          f"{str(err).splitlines()[0]}", path) from err
+
+
+def count_parameters(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))

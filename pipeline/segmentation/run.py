@@ -1,0 +1,237 @@
+"""The segmentation stage for one method: train + evaluate per seed, then aggregate over seeds.
+
+Outputs (``<results_root>/<dataset>/<method>/``, all written atomically)::
+
+    seed_<k>/metrics.json            scores of seed k (+ loss history, timings)
+    seed_<k>/confusion.csv           its test-set confusion matrix (rows ground truth, cols predicted)
+    seed_<k>/per_image_confusion.npz names (N,), classes (C,), confusion (N×C×C int64)
+    metrics.json                     mean/std over seeds, per-seed values, params, provenance
+    confusion.csv                    test-set confusion summed over seeds
+    per_image_confusion.npz          names (N,) str, classes (C,) str, seeds (S,) int64,
+                                     confusion (N×C×C int64, summed over seeds),
+                                     per_seed (S×N×C×C int64, ``per_seed[s]`` is seed ``seeds[s]``)
+    overlays/<name>.png              [image | ground truth | prediction] of the first seed
+
+Model weights go to ``<models_root>/<dataset>/<method>/seed_<k>/{model.pth,last.pth}``.
+Headline numbers (``mIoU``, ``mIoU_no_bg``, ``pixel_accuracy``, ``IoU``) are the means over seeds
+of the per-seed values; each per-seed value comes from that seed's test-set confusion matrix.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from pipeline.config import section
+from pipeline.datasets import PairDataset, load_configured
+from pipeline.errors import ConfigError, DataError
+from pipeline.imageio import atomic_path
+from pipeline.results import provenance, read_json, write_csv, write_json
+from pipeline.segmentation import metrics as M
+from pipeline.segmentation.data import SegItem, fused_folder, fused_items, validate_items
+from pipeline.segmentation.model import resolve_config
+
+ABSENT_RULE = ("IoU of a class with no ground-truth and no predicted pixel in the test set is "
+               "undefined: null, listed in absent_classes, excluded from mIoU (denominator "
+               "n_classes_scored). A class predicted but absent from the ground truth scores 0.")
+_HEADLINE = ("mIoU", "mIoU_no_bg", "pixel_accuracy")
+
+
+@dataclass
+class Job:
+    """Everything one method's segmentation run needs (picklable, shared by its seed units)."""
+
+    cfg: dict
+    dataset: str
+    method: str
+    classes: tuple[str, ...]
+    ignore_index: int
+    train: list[SegItem]
+    test: list[SegItem]
+    out_dir: Path
+    model_dir: Path
+    device: str
+    image_folder: Path | None = None
+    split: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+
+
+def method_names(params: Mapping) -> list[str]:
+    """``segmentation.methods`` if set, else ``ir``, ``vis`` and every ``fusion.methods`` entry."""
+    chosen = section(params, "segmentation.methods")
+    if chosen:
+        names = list(chosen)
+    else:
+        names = ["ir", "vis", *(section(params, "fusion.methods") or {})]
+    return list(dict.fromkeys(str(n) for n in names))
+
+
+def make_job(cfg: Mapping, dataset: PairDataset, method: str, items: Sequence[SegItem],
+             device: str = "auto", image_folder: Path | None = None, params: Mapping | None = None) -> Job:
+    """A :class:`Job` from a resolved config and ready items; checks every label first."""
+    from pipeline.device import resolve_device
+
+    classes = tuple(dataset.seg_classes)
+    if not classes:
+        raise DataError("dataset has no segmentation classes (expected kind msrs)", dataset.root)
+    train = [i for i in items if i.split == "train"]
+    test = [i for i in items if i.split == "test"]
+    for split, part in (("train", train), ("test", test)):
+        if not part:
+            raise DataError(f"no {split} images for segmentation", image_folder or dataset.root)
+    validate_items(items, len(classes), dataset.ignore_index)
+    name = dataset.name
+    return Job(dict(cfg), name, method, classes, dataset.ignore_index, train, test,
+               Path(cfg["results_root"]) / name / method, Path(cfg["models_root"]) / name / method,
+               resolve_device(device), image_folder,
+               {"train": [i.name for i in train], "test": [i.name for i in test]}, dict(params or {}))
+
+
+def prepare(params: Mapping, method: str, dataset: str | None = None) -> Job:
+    """Resolve ``params["segmentation"]``, load the dataset and the method's fused images."""
+    cfg = resolve_config(params.get("segmentation"))
+    name = dataset or cfg["dataset"]
+    data = load_configured(dict(params), name)
+    folder = fused_folder(cfg["fused_root"], name, method)
+    items = fused_items(data, folder)
+    device = cfg["device"] or params.get("device", "auto")
+    return make_job(cfg, data, method, items, device, folder, params)
+
+
+def _confusion_frame(confusion: np.ndarray, classes: Sequence[str]):
+    import pandas as pd
+
+    frame = pd.DataFrame(confusion, index=list(classes), columns=list(classes))
+    frame.index.name = "ground_truth\\predicted"
+    return frame
+
+
+def save_npz(path: Path, **arrays) -> Path:
+    """``np.savez_compressed`` atomically (string arrays stored as unicode: no pickle needed)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    return path
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Use ``n`` torch CPU threads inside the block (``None``: unchanged), then restore. One thread
+    avoids OpenMP spin-wait collapse when the cores are oversubscribed by other processes."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def seed_dir(job: Job, seed: int) -> Path:
+    return job.out_dir / f"seed_{seed}"
+
+
+def run_seed(job: Job, seed: int, overlays: bool = True, progress: bool = True, resume: bool = True) -> dict:
+    """Train and evaluate one seed; write ``seed_<k>/`` outputs; return its metrics dict."""
+    from pipeline.device import seed_everything
+    from pipeline.segmentation.evaluate import evaluate_items
+    from pipeline.segmentation.model import count_parameters
+    from pipeline.segmentation.train import train_seed
+
+    seed_everything(seed)
+    n = len(job.classes)
+    tag = f"{job.method} seed {seed}"
+    n_overlays = int(job.cfg["eval"]["overlays"]) if overlays else 0
+    with torch_threads(job.cfg["threads"]):
+        start = time.perf_counter()
+        model, history = train_seed(job.cfg, job.train, n, seed, job.model_dir / f"seed_{seed}", job.device,
+                                    resume, progress, job.ignore_index, desc=tag)
+        trained = time.perf_counter()
+        per_image = evaluate_items(model, job.test, n, job.cfg, job.device, job.out_dir / "overlays",
+                                   n_overlays, job.ignore_index, progress, desc=f"{tag} test")
+    confusion = per_image.sum(0)
+    scores = M.summarize(confusion, job.classes, background=0)
+    record = {"dataset": job.dataset, "method": job.method, "seed": int(seed), **scores,
+              "absent_class_rule": ABSENT_RULE, "n_train_images": len(job.train),
+              "n_test_images": len(job.test), "model_parameters": count_parameters(model),
+              "train_seconds": round(trained - start, 3), "eval_seconds": round(time.perf_counter() - trained, 3),
+              "history": history}
+    out = seed_dir(job, seed)
+    save_npz(out / "per_image_confusion.npz", names=np.array([i.name for i in job.test]),
+             classes=np.array(job.classes), confusion=per_image)
+    write_csv(out / "confusion.csv", _confusion_frame(confusion, job.classes))
+    write_json(out / "metrics.json", record)
+    return record
+
+
+def aggregate(job: Job, seeds: Sequence[int]) -> dict:
+    """Mean/std over the seeds' ``seed_<k>/`` outputs → top-level metrics.json, confusion.csv and
+    per_image_confusion.npz. Returns the metrics dict."""
+    records, stacks = [], []
+    for seed in seeds:
+        folder = seed_dir(job, seed)
+        records.append(read_json(folder / "metrics.json"))
+        with np.load(folder / "per_image_confusion.npz") as data:
+            if list(data["names"]) != [i.name for i in job.test]:
+                raise DataError("per-image confusion names differ from the test split (stale seed output?)",
+                                folder / "per_image_confusion.npz")
+            stacks.append(data["confusion"])
+    per_seed = np.stack(stacks).astype(np.int64)
+    mean, std, n_seeds = {}, {"IoU": {}}, {}
+    for key in _HEADLINE:
+        mean[key], std[key], n_seeds[key] = M.mean_std([_num(r[key]) for r in records])
+    mean["IoU"] = {}
+    for name in job.classes:
+        mean["IoU"][name], std["IoU"][name], _ = M.mean_std([_num(r["IoU"][name]) for r in records])
+    pooled = per_seed.sum(axis=(0, 1))
+    absent = sorted({a for r in records for a in r["absent_classes"]}, key=job.classes.index)
+    result = {
+        "dataset": job.dataset, "method": job.method, "class_names": list(job.classes),
+        "background_class": job.classes[0], "ignore_index": job.ignore_index,
+        **{k: mean[k] for k in _HEADLINE}, "IoU": mean["IoU"],
+        "mean": mean, "std": std, "std_ddof": 1, "seeds": [int(s) for s in seeds], "n_seeds": len(seeds),
+        "per_seed": {str(r["seed"]): {k: r[k] for k in (*_HEADLINE, "IoU", "absent_classes",
+                                                        "n_classes_scored", "n_classes_scored_no_bg")}
+                     for r in records},
+        "absent_classes": absent, "absent_class_rule": ABSENT_RULE,
+        "n_train_images": len(job.train), "n_test_images": len(job.test), "n_test_pixels": int(pooled.sum() // len(seeds)),
+        "gt_pixels": records[0]["gt_pixels"], "model_parameters": records[0]["model_parameters"],
+        "image_folder": str(job.image_folder) if job.image_folder else None,
+        "confusion_csv": "test-set confusion summed over seeds (rows ground truth, columns predicted)",
+        "evaluation": "full resolution, reflect-padded to a multiple of "
+                      f"{job.cfg['eval']['pad_multiple']} and cropped back; single scale, no flip",
+        "params": job.cfg,
+        "provenance": provenance(job.cfg, job.split, device=job.device,
+                                 profile=job.params.get("profile"), dataset_config=section(job.params, f"datasets.{job.dataset}")),
+    }
+    save_npz(job.out_dir / "per_image_confusion.npz", names=np.array([i.name for i in job.test]),
+             classes=np.array(job.classes), seeds=np.array(list(seeds), dtype=np.int64),
+             confusion=per_seed.sum(0), per_seed=per_seed)
+    write_csv(job.out_dir / "confusion.csv", _confusion_frame(pooled, job.classes))
+    write_json(job.out_dir / "metrics.json", result)
+    return result
+
+
+def _num(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def run_job(job: Job, progress: bool = True, resume: bool = True) -> dict:
+    """All seeds one after the other, then :func:`aggregate` (library entry point; the Prefect flow
+    runs the seeds as separate units)."""
+    seeds = job.cfg["seeds"]
+    for k, seed in enumerate(seeds):
+        run_seed(job, seed, overlays=(k == 0), progress=progress, resume=resume)
+    return aggregate(job, seeds)
+
+
+def run_method(params: Mapping, method: str, dataset: str | None = None, progress: bool = True) -> dict:
+    """:func:`prepare` + :func:`run_job` for one method."""
+    if not method:
+        raise ConfigError("no method given")
+    return run_job(prepare(params, method, dataset), progress)
