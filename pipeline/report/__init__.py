@@ -1,0 +1,13 @@
+"""The comparison report: which fusion method helps detection and segmentation, by how much, and
+can the difference be trusted?
+
+:func:`build_report` reads every stage's results (:mod:`.load`), computes each fusion method's gains
+over infrared-only, visible-only and the best single modality with paired-bootstrap 95 % intervals
+over test images (:mod:`.gains`, :mod:`.bootstrap`), and writes ``results/report/`` (:mod:`.build`):
+``summary.json`` (DVC metrics), ``gains.csv`` (DVC plot), one CSV per table, ``report.md`` and a
+self-contained ``report.html`` (:mod:`.render`, :mod:`.figures`, :mod:`.examples`).
+:mod:`.browser` opens the HTML in headless Chromium to check it renders without console errors.
+"""
+from pipeline.report.build import build_report, report_config
+
+__all__ = ["build_report", "report_config"]

@@ -1,0 +1,177 @@
+"""Gains of each fusion method over infrared-only, visible-only and the best single modality.
+
+For a task's headline metric (detection: mAP@0.5, segmentation: mIoU; fractions in [0, 1]):
+
+* ``vs_ir = T(method) - T(ir)``, ``vs_vis = T(method) - T(vis)``,
+  ``vs_best_single = T(method) - max(T(ir), T(vis))`` where ``T`` is the value the task stage
+  reported (mean over seeds) — so every gain is exactly the difference of two table rows;
+* the 95 % interval of each gain comes from a paired bootstrap over the test images
+  (:mod:`pipeline.report.bootstrap`): segmentation resamples the per-image confusion matrices and
+  recomputes mIoU; detection resamples the per-image prediction records and recomputes mAP@0.5
+  with :mod:`pipeline.detection.ap`. Seeds are averaged inside every resample. The best single
+  modality is fixed from the full test set (the same baseline row as ``vs_best_single``).
+  ``ci95`` is the interval of ``vs_best_single``; ``ci95_vs_ir`` / ``ci95_vs_vis`` the others.
+  ``recomputed`` holds the full-sample gains from the per-image files (equal to the reported ones
+  up to the stage's own averaging), so a reader can check the two agree.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pipeline.errors import DataError
+from pipeline.report.bootstrap import (Statistic, difference_interval, full_weights, indexed_statistic,
+                                       miou_statistic, resample_weights)
+from pipeline.report.load import REFERENCE_METHODS, StageResults, load_confusions, read_json_file
+
+HEADLINE = {"detection": "mAP50", "segmentation": "mIoU"}
+BASELINES = {"vs_ir": "ir", "vs_vis": "vis"}
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    samples: int = 1000
+    seed: int = 0
+    confidence: float = 0.95
+
+
+@dataclass
+class PerImage:
+    """One system's per-image data: image names and a bootstrap statistic over them."""
+
+    names: list[str]
+    make_stat: Callable[[list[int]], Statistic]   # image positions (in a common order) -> statistic
+
+
+def seed_dirs(method_dir: Path) -> list[Path]:
+    return sorted((p for p in method_dir.glob("seed_*") if p.is_dir()),
+                  key=lambda p: (len(p.name), p.name))
+
+
+def _segmentation_data(method_dir: Path) -> PerImage | None:
+    files = [method_dir / "per_image_confusion.npz"]
+    if not files[0].is_file():
+        files = [d / "per_image_confusion.npz" for d in seed_dirs(method_dir)]
+        files = [f for f in files if f.is_file()]
+    if not files:
+        return None
+    loaded = [load_confusions(f) for f in files]
+    names = loaded[0][0]
+    for (other, _), path in zip(loaded[1:], files[1:]):
+        if other != names:
+            raise DataError("per-seed confusion files list different images", path)
+    matrices = np.concatenate([m for _, m in loaded], axis=0)      # seeds × N × C × C
+    return PerImage(names, lambda pos: miou_statistic(matrices[:, pos]))
+
+
+def prediction_records(path: Path) -> list[dict]:
+    """Per-image records from a detection ``predictions.json`` (a list, or ``{"images": [...]}``);
+    each must carry a ``name``."""
+    obj = read_json_file(path)
+    records = obj.get("images") if isinstance(obj, dict) else obj
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "name" in r for r in records):
+        raise DataError("predictions.json must hold a list of per-image records with a 'name'", path)
+    return records
+
+
+def _detection_data(method_dir: Path) -> PerImage | None:
+    from pipeline.detection.ap import match_records
+
+    files = [d / "predictions.json" for d in seed_dirs(method_dir)]
+    files = [f for f in files if f.is_file()]
+    if not files:
+        return None
+    per_seed = [{str(r["name"]): r for r in prediction_records(path)} for path in files]
+    names = sorted(set.intersection(*(set(s) for s in per_seed)))
+    tables = [match_records([s[n] for n in names], (0.5,)) for s in per_seed]
+
+    def make_stat(pos: list[int]) -> Statistic:
+        pos = np.asarray(pos, dtype=np.int64)
+        return indexed_statistic([lambda idx, t=t: t.evaluate(pos[idx]).map50 for t in tables])
+
+    return PerImage(names, make_stat)
+
+
+def per_image_data(task: str, method_dir: Path) -> PerImage | None:
+    """Per-image data of one method's task results, or ``None`` when the stage saved none."""
+    return _segmentation_data(method_dir) if task == "segmentation" else _detection_data(method_dir)
+
+
+def _gain(value, base):
+    return None if value is None or base is None else float(value - base)
+
+
+def dataset_gains(task: str, rows: dict[str, dict], config: BootstrapConfig) -> dict[str, dict]:
+    """Gains of every non-reference method in ``rows`` (``{method: row}`` of one task and dataset)."""
+    metric = HEADLINE[task]
+    values = {m: r.get(metric) for m, r in rows.items()}
+    ir, vis = values.get("ir"), values.get("vis")
+    best = None if ir is None or vis is None else ("ir" if ir >= vis else "vis")
+    methods = [m for m in rows if m not in REFERENCE_METHODS and values[m] is not None]
+    out: dict[str, dict] = {}
+    for method in methods:
+        value = values[method]
+        out[method] = {"metric": metric, "value": value, "vs_ir": _gain(value, ir),
+                       "vs_vis": _gain(value, vis),
+                       "vs_best_single": _gain(value, values.get(best)) if best else None,
+                       "best_single": best, "seeds": rows[method].get("seeds"),
+                       "ci95": None, "ci95_vs_ir": None, "ci95_vs_vis": None}
+    if not out:
+        return out
+    _add_intervals(task, rows, out, best, config)
+    return out
+
+
+def _add_intervals(task, rows, out, best, config) -> None:
+    systems = [m for m in [*REFERENCE_METHODS, *out] if m in rows]
+    data = {m: per_image_data(task, Path(rows[m]["dir"])) for m in systems if rows[m].get("dir")}
+    data = {m: d for m, d in data.items() if d is not None}
+    note = None
+    if not {"ir", "vis"} & set(data):
+        note = "no per-image results for the ir/vis rows"
+    if data:
+        common = sorted(set.intersection(*(set(d.names) for d in data.values())))
+        if not common:
+            note = "the systems' per-image results share no image names"
+    if note:
+        for entry in out.values():
+            entry["ci_note"] = note
+        return
+    weights = resample_weights(len(common), config.samples, config.seed)
+    ones = full_weights(len(common))
+    boot, full = {}, {}
+    for name, item in data.items():
+        index = {n: i for i, n in enumerate(item.names)}
+        stat = item.make_stat([index[n] for n in common])
+        boot[name], full[name] = stat(weights), float(stat(ones)[0])
+    for method, entry in out.items():
+        entry["n_images"] = len(common)
+        if method not in data:
+            entry["ci_note"] = "no per-image results for this method"
+            continue
+        recomputed = {}
+        for key, base in (*BASELINES.items(), ("vs_best_single", best)):
+            if base not in data:
+                continue
+            interval = difference_interval(boot[method], boot[base], full[method], full[base],
+                                           config.confidence)
+            recomputed[key] = interval.estimate
+            entry["ci95" if key == "vs_best_single" else f"ci95_{key}"] = interval.as_list()
+            if key == "vs_best_single":
+                entry["ci_valid_resamples"] = interval.valid
+        entry["recomputed"] = recomputed
+
+
+def compute_gains(results: StageResults, config: BootstrapConfig = BootstrapConfig(),
+                  progress: Callable[[str], None] | None = None) -> dict:
+    """``{task: {dataset: {method: {...}}}}`` for every task and dataset with results."""
+    gains: dict[str, dict] = {}
+    for task in HEADLINE:
+        for dataset, rows in results.task(task).items():
+            if progress is not None:
+                progress(f"{task}/{dataset}")
+            gains.setdefault(task, {})[dataset] = dataset_gains(task, rows, config)
+    return gains
