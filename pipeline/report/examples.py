@@ -56,7 +56,10 @@ def dataset_examples(params: dict, results: StageResults, dataset: str, config: 
                       and (root / fused_dir / dataset / m).is_dir()]
     candidates = [n for n in samples if all(_fused_path(root, fused_dir, dataset, m, n).is_file()
                                             for m in fusion_methods)]
-    scenes = choose_scenes(candidates, int(config.get("example_scenes", 3)))
+    segmentation = results.segmentation.get(dataset) or {}
+    with_overlays = [n for n in candidates                 # the stage saves overlays for a few scenes
+                     if segmentation and all(_overlay(Path(r["dir"]), n) for r in segmentation.values())]
+    scenes = choose_scenes(with_overlays or candidates, int(config.get("example_scenes", 3)))
     if not scenes:
         return {"scenes": [], "figures": [], "note": note or "no test scene has every method's fused image"}
 
@@ -93,13 +96,13 @@ def dataset_examples(params: dict, results: StageResults, dataset: str, config: 
         figures.append(("detection", f"{dataset}: detections on each method's images (first seed; "
                         f"score >= {threshold}; ground truth in white)", image_grid(rows, methods)))
 
-    segmentation = results.segmentation.get(dataset) or {}
-    if segmentation:
+    if segmentation:                                      # one row per method: overlays are wide
         methods = [m for m in results.methods if m in segmentation]
-        rows = [(n, [load_panel(_overlay(Path(segmentation[m]["dir"]), n), width) for m in methods])
-                for n in scenes]
-        figures.append(("segmentation", f"{dataset}: segmentation overlays saved by the segmentation stage",
-                        image_grid(rows, methods)))
+        rows = [(m, [load_panel(_overlay(Path(segmentation[m]["dir"]), n), 3 * width) for n in scenes])
+                for m in methods]
+        figures.append(("segmentation", f"{dataset}: segmentation overlays saved by the segmentation stage "
+                        "(per scene: image | ground truth | prediction of the first seed)",
+                        image_grid(rows, list(scenes), panel_inches=min(6.6, 14.0 / len(scenes)))))
     return {"scenes": scenes, "figures": figures, "note": note}
 
 

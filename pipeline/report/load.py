@@ -242,21 +242,20 @@ def load_results(root: str | Path = ".", params: dict | None = None) -> StageRes
 
 
 def load_confusions(path: Path) -> tuple[list[str], np.ndarray]:
-    """``per_image_confusion.npz`` → ``(names, array S×N×C×C)`` (a single seed gets ``S = 1``)."""
+    """``per_image_confusion.npz`` → ``(names, array S×N×C×C)``: the ``per_seed`` array when the file
+    has one (the segmentation stage's top-level file), else ``confusion`` (one seed, ``S = 1``)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read per-image confusion matrices ({err})", path) from err
     names = arrays.get("names")
-    key = "confusion" if "confusion" in arrays else next(
-        (k for k, v in arrays.items() if k != "names" and v.ndim in (3, 4)), None)
+    key = "per_seed" if "per_seed" in arrays else "confusion" if "confusion" in arrays else None
     if names is None or key is None:
-        raise DataError("expected arrays 'names' and 'confusion' (N×C×C or seeds×N×C×C)", path)
+        raise DataError("expected arrays 'names' and 'confusion' (N×C×C) or 'per_seed' (seeds×N×C×C)", path)
     matrices = arrays[key].astype(np.float64)
     if matrices.ndim == 3:
         matrices = matrices[None]
     if matrices.ndim != 4 or matrices.shape[1] != len(names) or matrices.shape[2] != matrices.shape[3]:
-        raise DataError(f"confusion array of shape {arrays[key].shape} does not match "
-                        f"{len(names)} names", path)
+        raise DataError(f"{key} array of shape {arrays[key].shape} does not match {len(names)} names", path)
     return [str(n) for n in names], matrices
