@@ -69,13 +69,15 @@ def psnr(t: Triple) -> float:
 
     ``cddfuse``: ``10·log10(max(F)² / MSE)`` with the **fused maximum** as peak (float32).
     ``matlab``: ``20·log10(255 / sqrt(MSE_[0,1]))`` = standard PSNR(peak 255) + 48.13 dB
-    (``PSNR_evaluation.m``). Identical images (MSE = 0) give ``inf``.
+    (``PSNR_evaluation.m``). Identical images (MSE = 0) give ``inf``; for ``cddfuse`` an all-black
+    fused image (peak 0) gives ``-inf``.
     """
     value = _mse255(t)
     if value == 0:
         return math.inf
     if t.convention == "cddfuse":
-        return float(10 * np.log10(np.max(t.f) ** 2 / value))
+        peak = np.max(t.f)
+        return -math.inf if peak == 0 else float(10 * np.log10(peak ** 2 / value))
     return float(20 * np.log10(255.0 / np.sqrt(value / 255.0 ** 2)))
 
 

@@ -18,6 +18,7 @@ finite (e.g. PSNR = inf for a fused image identical to both sources, MS_SSIM NaN
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -100,7 +101,10 @@ def evaluate_triples(triples: Iterable, convention: str = "matlab", only=None, w
             rows.append(score_job(job, convention, names))
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_single_thread_worker) as pool:
+        # "spawn": numba's OpenMP thread pool in this process makes fork() unsafe
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                 initializer=_single_thread_worker) as pool:
             for row in pool.map(_score_star, [(job, convention, names) for job in jobs], chunksize=1):
                 rows.append(row)
                 bar.update()
