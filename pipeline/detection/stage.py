@@ -1,0 +1,223 @@
+"""The detection stage for one fusion method: build its YOLO dataset, train and test every seed,
+write ``results/detection/<dataset>/<method>/metrics.json``.
+
+Layout (``<out>`` = ``results/detection/<dataset>/<method>``)::
+
+    <out>/metrics.json                 mean/std over seeds + per seed, params, split, versions
+    <out>/seed_<k>/weights/best.pt     best epoch on the validation split (ultralytics checkpoint)
+    <out>/seed_<k>/predictions.json    per test image: gt and detections (conf >= 0.001, NMS IoU 0.6)
+    <out>/seed_<k>/seed_metrics.json   this seed's test metrics + fingerprint (resume marker)
+    <out>/seed_<k>/args.yaml, results.csv   ultralytics' own run record
+
+The YOLO dataset (links + label files + ``data.yaml``) is built in the scratch folder
+``<state>/detection/<dataset>/<method>/yolo_data`` (``.cache/`` of the project), outside every
+DVC-tracked folder. A seed whose ``seed_metrics.json`` fingerprint matches the current data,
+settings and ultralytics version is not trained again (resume after an interruption).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import section
+from pipeline.datasets import PairDataset, load_configured
+from pipeline.detection import ap as ap_metric
+from pipeline.detection import yolo
+from pipeline.detection.yolo_data import YoloData, build_yolo_data, method_images
+from pipeline.errors import ConfigError
+from pipeline.hermetic import state_dir
+from pipeline.results import provenance, read_json, write_json
+
+log = logging.getLogger("fusebench.detection")
+
+DEFAULTS = {
+    "dataset": "m3fd", "fused_root": "data/fused", "results": "results/detection",
+    "model": "yolov5s.yaml", "pretrained": None, "imgsz": 640, "epochs": 36, "batch": 16,
+    "seeds": [0], "device": None, "optimizer": "SGD", "lr0": 0.01, "mosaic": 1.0, "patience": 100,
+    "conf": 0.001, "iou": 0.6, "max_det": 300, "val_fraction": 0.1, "split_seed": 0,
+    "unknown_classes": None, "extra": {},
+}
+SUMMARY_KEYS = ("mAP50", "mAP50_95", "precision", "recall")
+
+
+def detection_settings(params: dict) -> dict:
+    """``params.detection`` (profile resolved) with defaults filled in and values checked."""
+    given = section(params, "detection", {}) or {}
+    unknown = set(given) - set(DEFAULTS) - {"methods"}
+    if unknown:
+        raise ConfigError(f"unknown detection setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    settings = {**copy.deepcopy(DEFAULTS), **copy.deepcopy(given)}
+    settings["device"] = settings["device"] or params.get("device") or "auto"
+    seeds = settings["seeds"]
+    if isinstance(seeds, int):
+        seeds = [seeds]
+    if not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"detection.seeds must be a non-empty list of integers, got {settings['seeds']!r}")
+    settings["seeds"] = list(seeds)
+    for key in ("imgsz", "epochs", "batch", "max_det"):
+        if not isinstance(settings[key], int) or settings[key] < 1:
+            raise ConfigError(f"detection.{key} must be a positive integer, got {settings[key]!r}")
+    if not 0 < float(settings["val_fraction"]) < 1:
+        raise ConfigError(f"detection.val_fraction must be in (0, 1), got {settings['val_fraction']!r}")
+    if settings["unknown_classes"] not in (None, "error", "skip"):
+        raise ConfigError("detection.unknown_classes must be 'error' or 'skip'")
+    return settings
+
+
+def detection_methods(params: dict) -> list[str]:
+    """Methods to evaluate: ``ir`` and ``vis`` first (always), then ``fusion.methods`` (or
+    ``detection.methods`` when given), without repeats."""
+    chosen = section(params, "detection.methods") or list((section(params, "fusion.methods") or {}))
+    return list(dict.fromkeys(["ir", "vis", *chosen]))
+
+
+@dataclass
+class Prepared:
+    """Everything a seed needs: the method's YOLO dataset, settings, device and folders."""
+
+    method: str
+    dataset: PairDataset
+    data: YoloData
+    settings: dict
+    device: str
+    out_dir: Path
+
+    def seed_dir(self, seed: int) -> Path:
+        return self.out_dir / f"seed_{seed}"
+
+    def fingerprint(self) -> str:
+        settings = {k: v for k, v in self.settings.items() if k != "seeds"}
+        text = json.dumps([self.data.fingerprint, settings, self.device, yolo.ultralytics_version()],
+                          sort_keys=True, default=str)
+        return hashlib.md5(text.encode()).hexdigest()
+
+
+def load_detection_dataset(params: dict, settings: dict) -> PairDataset:
+    name = settings["dataset"]
+    config = dict((params.get("datasets") or {}).get(name) or {})
+    if settings["unknown_classes"]:
+        config["unknown_classes"] = settings["unknown_classes"]
+    return load_configured({"datasets": {name: config}}, name)
+
+
+def prepare_method(params: dict, method: str) -> Prepared:
+    """Load the dataset, check the method's images and build its YOLO dataset (scratch folder)."""
+    from pipeline.device import resolve_device
+
+    settings = detection_settings(params)
+    dataset = load_detection_dataset(params, settings)
+    images, source = method_images(dataset, Path(settings["fused_root"]), method)
+    scratch = state_dir() / "detection" / dataset.name / method / "yolo_data"
+    data = build_yolo_data(dataset, images, scratch, source, float(settings["val_fraction"]),
+                           int(settings["split_seed"]))
+    device = resolve_device(settings["device"])
+    if settings["device"] == "auto" and device == "cpu":
+        log.info("device auto: no CUDA GPU found, training on the CPU")
+    out_dir = Path(settings["results"]) / dataset.name / method
+    return Prepared(method, dataset, data, settings, device, out_dir)
+
+
+def prediction_records(prepared: Prepared, detections: dict[str, dict]) -> list[dict]:
+    """Per test image: ground truth as trained on and detections, class names, pixels."""
+    classes = prepared.data.classes
+    records = []
+    for name in prepared.data.splits["test"]:
+        boxes, labels = prepared.data.gt_boxes(name)
+        det = detections.get(name, {"boxes": [], "scores": [], "class_ids": []})
+        height, width = prepared.data.sizes[name]
+        records.append({"name": name, "width": width, "height": height,
+                        "gt": {"boxes": [[round(v, 4) for v in b] for b in boxes], "classes": labels},
+                        "pred": {"boxes": det["boxes"], "scores": det["scores"],
+                                 "classes": [classes[c] for c in det["class_ids"]]}})
+    missing = sorted(set(prepared.data.splits["test"]) - set(detections))
+    if missing:
+        raise RuntimeError(f"ultralytics evaluated no detections for test image(s) {missing[:5]}")
+    return records
+
+
+def run_seed(prepared: Prepared, seed: int) -> dict:
+    """Train and test one seed (skipped when its finished record matches); returns its metrics."""
+    run_dir = prepared.seed_dir(seed)
+    marker = run_dir / "seed_metrics.json"
+    fingerprint = prepared.fingerprint()
+    best = run_dir / "weights" / "best.pt"
+    if marker.is_file() and best.is_file() and (run_dir / "predictions.json").is_file():
+        done = read_json(marker)
+        if done.get("fingerprint") == fingerprint:
+            log.info("%s seed %d: already done, reusing %s", prepared.method, seed, marker)
+            return done
+    settings, data = prepared.settings, prepared.data
+    best = yolo.train(settings, data.data_yaml, run_dir, seed, prepared.device)
+    metrics, detections, names = yolo.evaluate(best, data.data_yaml, settings, prepared.device, run_dir)
+    if list(names) != list(data.classes):
+        raise RuntimeError(f"model classes {names} differ from the dataset classes {list(data.classes)}")
+    records = prediction_records(prepared, detections)
+    write_json(run_dir / "predictions.json", {
+        "dataset": prepared.dataset.name, "method": prepared.method, "seed": seed,
+        "classes": list(data.classes), "conf": settings["conf"], "iou": settings["iou"],
+        "max_det": settings["max_det"], "imgsz": settings["imgsz"], "box_format": "xyxy pixels",
+        "images": records})
+    by_id = metrics.pop("AP50_by_id")
+    metrics["AP50"] = {c: by_id.get(i) for i, c in enumerate(data.classes)}
+    metrics["mAP50_ap_py"] = ap_metric.map50(records)  # ultralytics' value recomputed from predictions.json
+    result = {"seed": seed, **metrics, "fingerprint": fingerprint, "weights": str(best)}
+    write_json(marker, result)
+    return result
+
+
+def _mean_std(values: list) -> tuple[float | None, float | None]:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return None, None
+    return float(np.mean(vals)), (float(np.std(vals, ddof=1)) if len(vals) > 1 else None)
+
+
+def summarize(prepared: Prepared, seed_results: list[dict]) -> dict:
+    """Mean and sample std (ddof=1; null with one seed) over seeds, per-seed values, counts."""
+    data = prepared.data
+    out: dict = {"dataset": prepared.dataset.name, "method": prepared.method}
+    std: dict = {"AP50": {}}
+    for key in SUMMARY_KEYS:
+        out[key], std[key] = _mean_std([r[key] for r in seed_results])
+    out["AP50"] = {}
+    for cls in data.classes:
+        out["AP50"][cls], std["AP50"][cls] = _mean_std([r["AP50"].get(cls) for r in seed_results])
+    test = data.splits["test"]
+    per_class = {c: 0 for c in data.classes}
+    for name in test:
+        for cid in data.rows[name][:, 0]:
+            per_class[data.classes[int(cid)]] += 1
+    out.update({
+        "std": std, "n_seeds": len(seed_results), "seeds": [r["seed"] for r in seed_results],
+        "per_seed": {str(r["seed"]): {k: r[k] for k in (*SUMMARY_KEYS, "AP50", "mAP50_ap_py")}
+                     for r in seed_results},
+        "n_train_images": len(data.splits["train"]), "n_val_images": len(data.splits["val"]),
+        "n_test_images": len(test), "n_test_boxes": sum(per_class.values()),
+        "test_boxes_per_class": per_class, "skipped_boxes": dict(prepared.dataset.skipped_boxes),
+        "val_source": data.val_source, "image_source": data.image_source, "device": prepared.device,
+        "params": prepared.settings, "ultralytics": yolo.ultralytics_version(),
+        "metric_notes": "AP/mAP in [0, 1] from ultralytics' validator on the test split "
+                        "(conf >= conf, NMS IoU = iou); precision/recall at the max-F1 confidence; "
+                        "AP50 null for classes without test boxes; std is the sample std over seeds "
+                        "(null with one seed).",
+    })
+    out["provenance"] = provenance(prepared.settings, data.splits, dataset_manifest=prepared.dataset.manifest())
+    return out
+
+
+def write_method_metrics(prepared: Prepared, seed_results: list[dict]) -> Path:
+    return write_json(prepared.out_dir / "metrics.json", summarize(prepared, seed_results))
+
+
+def run_method(params: dict, method: str) -> Path:
+    """The whole stage for one method without Prefect (benchmarks, tests): returns metrics.json."""
+    prepared = prepare_method(params, method)
+    results = [run_seed(prepared, seed) for seed in prepared.settings["seeds"]]
+    return write_method_metrics(prepared, results)

@@ -1,0 +1,172 @@
+"""Ultralytics YOLO: train one seed and evaluate it on the test split, hermetically.
+
+Everything ultralytics-specific lives here (imports are local: ultralytics costs ~2 s):
+
+* the model is built from a model yaml (a file in the repo such as
+  ``configs/detection/yolo-pico.yaml`` or one shipped inside ultralytics such as ``yolov5s.yaml``)
+  or loaded from a **local** ``.pt``; a bare ``*.pt`` name that is not a file is refused, because
+  ultralytics would try to download it;
+* the call arguments that keep it offline and reproducible (``amp=False`` – no AMP check
+  download –, ``plots=False``, ``workers=0``, ``deterministic=True``, ``seed``) are fixed and
+  identical for every method; the font it checks is pre-seeded by :mod:`pipeline.hermetic`;
+* ultralytics sets ``torch.set_num_threads(1)`` on small CPUs, so the torch thread count is
+  restored at the start of training/validation and after every call;
+* the test evaluation uses :class:`RecordingValidator`, ultralytics' own validator that also keeps
+  every image's ground truth and detections (pixels of the original image), written as
+  ``predictions.json`` and re-scored exactly by :mod:`pipeline.detection.ap`.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+from pipeline.hermetic import project_root, restore_torch_threads
+
+# Arguments no params.yaml setting may change: they keep runs offline, reproducible and comparable.
+FIXED_ARGS = {"workers": 0, "plots": False, "amp": False, "deterministic": True, "verbose": False,
+              "exist_ok": True, "save": True}
+TRAIN_KEYS = ("imgsz", "epochs", "batch", "optimizer", "lr0", "lrf", "momentum", "weight_decay",
+              "warmup_epochs", "mosaic", "close_mosaic", "patience", "cos_lr")
+
+
+def ultralytics_version() -> str:
+    import ultralytics
+
+    return ultralytics.__version__
+
+
+def yolo_device(device: str) -> str:
+    """Torch device string (``cpu``, ``cuda``, ``cuda:1``) -> ultralytics' (``cpu``, ``0``, ``1``)."""
+    if device.startswith("cuda"):
+        return device.split(":", 1)[1] if ":" in device else "0"
+    return device
+
+
+def resolve_model(spec: str, root: Path | None = None) -> str:
+    """A model yaml/``.pt`` that exists locally; never a name ultralytics would download."""
+    if not spec:
+        raise ConfigError("detection.model is empty; give a model yaml or a local .pt file")
+    root = root or project_root()
+    path = Path(spec) if Path(spec).is_absolute() else root / spec
+    if path.is_file():
+        return str(path)
+    if spec.endswith(".pt"):
+        raise ConfigError(f"detection.model {spec!r}: weights file not found (FuseBench never downloads "
+                          "weights; give the path of a local .pt or a model yaml)", path)
+    if spec.endswith((".yaml", ".yml")) and "/" not in spec:
+        from ultralytics.utils.checks import check_yaml
+
+        unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", spec)  # yolov5s.yaml -> yolov5.yaml + scale s
+        if check_yaml(unified, hard=False) or check_yaml(spec, hard=False):  # local search only
+            return spec
+        raise ConfigError(f"detection.model {spec!r}: no such model yaml in the project or in "
+                          "ultralytics' cfg/models")
+    raise ConfigError(f"detection.model {spec!r}: file not found", path)
+
+
+def _threads_callback(_owner) -> None:
+    restore_torch_threads()
+
+
+def _progress_callback(trainer) -> None:
+    """One line per epoch (ultralytics' own progress bars are silenced)."""
+    fitness = (trainer.metrics or {}).get("metrics/mAP50(B)")
+    tail = f", val mAP50 {fitness:.4f}" if fitness is not None else ""
+    print(f"[detect] {Path(trainer.save_dir).parent.name}/{Path(trainer.save_dir).name}: "
+          f"epoch {trainer.epoch + 1}/{trainer.epochs}{tail}", flush=True)
+
+
+def _quiet() -> None:
+    logging.getLogger("ultralytics").setLevel(logging.WARNING)
+
+
+def train_args(settings: dict, data_yaml: Path, run_dir: Path, seed: int, device: str) -> dict[str, Any]:
+    """The keyword arguments of ``YOLO.train`` for one seed (identical for every method)."""
+    args = {k: settings[k] for k in TRAIN_KEYS if settings.get(k) is not None}
+    args.update(settings.get("extra") or {})
+    args.update(FIXED_ARGS)
+    args.update(data=str(data_yaml), seed=int(seed), device=yolo_device(device),
+                project=str(Path(run_dir).resolve().parent), name=Path(run_dir).name, val=True)
+    return args
+
+
+def train(settings: dict, data_yaml: Path, run_dir: Path, seed: int, device: str) -> Path:
+    """Train one seed; returns ``<run_dir>/weights/best.pt`` (``last.pt`` is removed)."""
+    from ultralytics import YOLO
+
+    _quiet()
+    model_path = resolve_model(settings["model"])
+    model = YOLO(model_path, task="detect")
+    if settings.get("pretrained"):
+        model.load(resolve_model(settings["pretrained"]))
+    for event in ("on_pretrain_routine_end", "on_train_start"):
+        model.add_callback(event, _threads_callback)
+    model.add_callback("on_fit_epoch_end", _progress_callback)
+    try:
+        model.train(**train_args(settings, data_yaml, run_dir, seed, device))
+    finally:
+        restore_torch_threads()
+    best = Path(run_dir) / "weights" / "best.pt"
+    last = best.with_name("last.pt")
+    if not best.is_file():
+        raise RuntimeError(f"ultralytics finished without writing {best}")
+    if last.is_file():
+        last.unlink()
+    return best
+
+
+def _recording_validator():
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    class RecordingValidator(DetectionValidator):
+        """Ultralytics' detection validator that also keeps each image's detections, rescaled to
+        the original image (``scale_boxes``: undo letterbox, clip), keyed by image file."""
+
+        def init_metrics(self, model) -> None:
+            super().init_metrics(model)
+            self.records: dict[str, dict] = {}
+
+        def update_metrics(self, preds, batch) -> None:
+            super().update_metrics(preds, batch)
+            for si, pred in enumerate(preds):
+                pbatch = self._prepare_batch(si, batch)
+                scaled = self.scale_preds(pred, pbatch)
+                self.records[str(pbatch["im_file"])] = {
+                    "boxes": scaled["bboxes"].double().cpu().numpy().round(4).tolist(),
+                    "scores": scaled["conf"].double().cpu().numpy().tolist(),
+                    "class_ids": scaled["cls"].cpu().numpy().astype(int).tolist()}
+
+    return RecordingValidator
+
+
+def evaluate(weights: Path, data_yaml: Path, settings: dict, device: str, out_dir: Path,
+             split: str = "test") -> tuple[dict, dict[str, dict], list[str]]:
+    """Validate ``weights`` on ``split`` with ultralytics; returns (metrics, detections by image
+    stem, model class names). Metrics: mAP50, mAP50_95, precision, recall (at the max-F1
+    confidence, ultralytics' ``mp``/``mr``) and ``AP50`` by class id for classes with ground truth."""
+    from ultralytics import YOLO
+
+    _quiet()
+    model = YOLO(str(weights), task="detect")
+    model.add_callback("on_val_start", _threads_callback)
+    validator = _recording_validator()
+    holder: dict[str, Any] = {}
+    model.add_callback("on_val_end", lambda v: holder.setdefault("records", v.records))
+    try:
+        result = model.val(validator=validator, data=str(data_yaml), split=split,
+                           imgsz=settings["imgsz"], batch=settings["batch"], conf=settings["conf"],
+                           iou=settings["iou"], max_det=settings["max_det"], device=yolo_device(device),
+                           workers=0, plots=False, verbose=False, half=False, save_json=False,
+                           project=str(Path(out_dir).resolve()), name=f"val_{split}", exist_ok=True)
+    finally:
+        restore_torch_threads()
+    box = result.box
+    metrics = {"mAP50": float(box.map50), "mAP50_95": float(box.map), "precision": float(box.mp),
+               "recall": float(box.mr),
+               "AP50_by_id": {int(c): float(v) for c, v in zip(box.ap_class_index, box.ap50)}}
+    detections = {Path(k).stem: v for k, v in holder.get("records", {}).items()}
+    names = [model.names[i] for i in sorted(model.names)]
+    return metrics, detections, names
