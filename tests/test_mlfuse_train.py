@@ -175,6 +175,7 @@ def test_outputs_official_layout_and_loss_plot(tiny_pairs, tmp_path):
     ckpt = _weights(final)
     assert set(ckpt) == {"epoch", "model"} and ckpt["epoch"] == 2
     assert list(ckpt["model"]) == list(MLFNet().state_dict())
+    assert all(v.is_contiguous() and v.device.type == "cpu" for v in ckpt["model"].values())
     # 3 epochs x 2 batches of BatchNorm updates
     assert int(ckpt["model"]["inc_edg.double_conv.1.num_batches_tracked"]) == 6
     model = load_mlfnet(final)

@@ -17,6 +17,7 @@ def register(subparsers) -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up step")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument("--nchw", action="store_true", help="NCHW tensors instead of channels-last")
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     parser.add_argument("--steps-per-epoch", type=int, default=27, help="for the full-run estimate")
     parser.add_argument("--epochs", type=int, default=501, help="for the full-run estimate")
@@ -31,7 +32,8 @@ def run(args) -> int:
     from pipeline.device import resolve_device
     from pipeline.mlfuse_train.trainer import build_model, make_optimizer, resolve_config, train_step
 
-    cfg = resolve_config({"batch_size": args.batch, "crop": args.crop, "device": args.device, "amp": args.amp})
+    cfg = resolve_config({"batch_size": args.batch, "crop": args.crop, "device": args.device, "amp": args.amp,
+                          "channels_last": not args.nchw})
     device = resolve_device(cfg["device"])
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -43,7 +45,7 @@ def run(args) -> int:
     batch = tuple(torch.rand(args.batch, 1, args.crop, args.crop, generator=gen).to(device) for _ in range(3))
 
     def step():
-        terms = train_step(model, optimizer, scaler, batch, cfg["loss_weights"], amp)
+        terms = train_step(model, optimizer, scaler, batch, cfg["loss_weights"], amp, cfg["channels_last"])
         terms.total.item()  # synchronises CUDA
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -51,6 +53,7 @@ def run(args) -> int:
     times = time_call(step, repeat=args.steps, warmup=1)
     per_step = median(times)
     emit({"benchmark": "train", "device": device, "threads": torch.get_num_threads(), "amp": amp,
+          "channels_last": cfg["channels_last"],
           "batch": args.batch, "crop": args.crop, "steps": args.steps,
           "seconds_per_step": per_step, "seconds_per_step_min": min(times),
           "images_per_second": args.batch / per_step, "peak_rss_mb": peak_rss_mb(),
