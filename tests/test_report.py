@@ -256,6 +256,7 @@ def test_gains_are_differences_of_the_rows(built):
             row = gains_csv[(gains_csv.task == task) & (gains_csv.method == method)].iloc[0]
             assert row["vs_best_single"] == pytest.approx(g["vs_best_single"])
             assert [row["ci95_low"], row["ci95_high"]] == pytest.approx(g["ci95"])
+            assert [g["ci95_low"], g["ci95_high"]] == g["ci95"]
             assert row["system"] == f"{task}/{dataset}/{method}"
     # the synthetic skills make mlfuse clearly better than the single modalities at segmentation
     assert summary["gains"]["segmentation"]["msrs"]["mlfuse"]["ci95"][0] > 0

@@ -244,9 +244,10 @@ def _write_csvs(out: Path, frames: dict, gain_table) -> list[Path]:
     written = []
     for key, (_, frame, _, _) in frames.items():
         written.append(write_csv(out / f"{key}.csv", frame))
-    gain_table = gain_table.assign(system=[f"{t}/{d}/{m}" for t, d, m in
-                                           zip(gain_table.get("task", []), gain_table.get("dataset", []),
-                                               gain_table.get("method", []))])
+    gain_table = gain_table.copy()                   # x axis of the DVC plot: one label per row
+    gain_table.insert(0, "system", [f"{t}/{d}/{m}" for t, d, m in
+                                    zip(gain_table.get("task", []), gain_table.get("dataset", []),
+                                        gain_table.get("method", []))])
     written.append(write_csv(out / "gains.csv", gain_table))
     for stale in out.glob("*.csv"):                   # tables of datasets that no longer exist
         if stale not in written:

@@ -10,7 +10,8 @@ For a task's headline metric (detection: mAP@0.5, segmentation: mIoU; fractions 
   recomputes mIoU; detection resamples the per-image prediction records and recomputes mAP@0.5
   with :mod:`pipeline.detection.ap`. Seeds are averaged inside every resample. The best single
   modality is fixed from the full test set (the same baseline row as ``vs_best_single``).
-  ``ci95`` is the interval of ``vs_best_single``; ``ci95_vs_ir`` / ``ci95_vs_vis`` the others.
+  ``ci95`` is the interval of ``vs_best_single`` (also as scalars ``ci95_low``/``ci95_high`` for
+  ``dvc metrics diff``, which skips lists); ``ci95_vs_ir`` / ``ci95_vs_vis`` the other two.
   ``recomputed`` holds the full-sample gains from the per-image files (equal to the reported ones
   up to the stage's own averaging), so a reader can check the two agree.
 """
@@ -160,8 +161,8 @@ def _add_intervals(task, rows, out, best, config) -> None:
                                            config.confidence)
             recomputed[key] = interval.estimate
             entry["ci95" if key == "vs_best_single" else f"ci95_{key}"] = interval.as_list()
-            if key == "vs_best_single":
-                entry["ci_valid_resamples"] = interval.valid
+            if key == "vs_best_single":                 # scalars too: `dvc metrics diff` skips lists
+                entry.update(ci95_low=interval.low, ci95_high=interval.high, ci_valid_resamples=interval.valid)
         entry["recomputed"] = recomputed
 
 
