@@ -4,7 +4,26 @@ Recipe: batch 16 of aligned random 128×128 crops, model in training mode throug
 betas (0.9, 0.999), eps 1e-8, weight decay 5e-5 coupled as L2 on every parameter), cosine annealing
 over ``T_max = epochs`` to 0 stepped after every epoch, 501 epochs, the four losses of
 :mod:`.losses` with weights 0.3 / 3 / 0.5 / 1. Every value comes from ``config``
-(``params.yaml`` ``mlfuse.train``, see :data:`DEFAULTS`).
+(``params.yaml`` ``mlfuse.train``; :data:`DEFAULTS` holds the published values):
+
+=====================  ==========================================================================
+key                    meaning
+=====================  ==========================================================================
+sets, splits           training pair sets (``datasets:`` names or inline ``{kind, root}``), splits used
+vsm_root               VSM stage output root (maps of img2 at ``<vsm_root>/<set>/img2/<name>.npy``)
+epochs, batch_size     501, 16 (``drop_last: true`` as published; ``false`` keeps a short last batch)
+crop                   128 (aligned random crop of img1, img2 and the VSM map)
+lr, weight_decay       1e-4, 5e-5 (Adam, coupled L2); cosine schedule over ``epochs``
+loss_weights           edge 0.3, saliency 3, cross_modal 0.5, fusion 1
+vsm_bits               8: maps quantised as the official 8-bit PNGs were; null: float maps
+init                   ``scratch`` (seeded default init), ``official`` (fine-tune from
+                       ``official_weights``) or a checkpoint path
+seed                   drives initialisation, shuffling and crops
+device, threads, amp   ``auto`` = CUDA if present; CPU threads (null = all); CUDA mixed precision
+channels_last          NHWC training tensors (faster on CPU; same maths, other rounding order)
+checkpoint_every       resume checkpoint period in epochs (the last epoch is always saved)
+preview_every/_count   preview fusions of the first training pairs (0 = none)
+=====================  ==========================================================================
 
 Reproducible: ``seed`` seeds the torch RNG before the network is built (initialisation) and the
 per-epoch generators of :mod:`.data` (shuffle, crops). Two CPU runs with the same seed give identical
@@ -39,7 +58,7 @@ from pipeline.device import resolve_device
 from pipeline.errors import ConfigError, DataError
 from pipeline.imageio import atomic_path, write_image
 from pipeline.mlfuse_train import data as D
-from pipeline.mlfuse_train.losses import LOSS_NAMES, mlfuse_loss, resolve_weights
+from pipeline.mlfuse_train.losses import LOSS_NAMES, LOSS_WEIGHTS, mlfuse_loss, resolve_weights
 from pipeline.results import provenance, write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -49,7 +68,7 @@ DEFAULTS: dict = {
     "seed": 0, "device": "auto", "threads": None, "amp": False, "channels_last": True, "init": "scratch",
     "official_weights": "../shared/weights/mlfuse/model_fuse.pth",
     "epochs": 501, "batch_size": 16, "crop": 128, "lr": 1.0e-4, "weight_decay": 5.0e-5,
-    "drop_last": True, "vsm_bits": 8, "loss_weights": {"edge": 0.3, "saliency": 3.0, "cross_modal": 0.5, "fusion": 1.0},
+    "drop_last": True, "vsm_bits": 8, "loss_weights": dict(LOSS_WEIGHTS),
     "checkpoint_every": 100, "preview_every": 100, "preview_count": 2,
     "sets": None, "splits": ["train", "all"], "vsm_root": "data/vsm",
 }
