@@ -39,7 +39,6 @@ from pipeline.metrics.filters import correlate3, matlab_gradient
 from pipeline.metrics.inputs import Triple
 
 FEATURES = ("none", "edge", "dct", "gradient")
-_LN2 = math.log(2.0)
 
 
 def matlab_edge(image: np.ndarray) -> np.ndarray:
@@ -109,7 +108,7 @@ def _marginals(w, pdf, cdf, logs):
         running = pdf[k] if k == 0 else running + pdf[k]
         cdf[k] = running
         if pdf[k] != 0:
-            logs[k] = math.log(pdf[k]) / _LN2
+            logs[k] = math.log2(pdf[k])
             entropy += -pdf[k] * logs[k]
         else:
             logs[k] = 0.0
@@ -195,7 +194,7 @@ def _fmi_core(buf, hx, sdx, hf, sdf, cells_i, cells_j, cells_u):
         for k in range(9):
             sum_p += p[k]
             sum_q += q[k]
-        log_om = math.log(abs(one_minus)) / _LN2
+        log_om = math.log2(abs(one_minus))
         joint = -one_minus * (log_om * sum_q * sum_p - sum_p * hf - sum_q * hx)
     for n in range(n_cells):
         ii = cells_i[n]
@@ -207,7 +206,7 @@ def _fmi_core(buf, hx, sdx, hf, sdf, cells_i, cells_j, cells_u):
         val = phi * cells_u[n] + k_val
         f_j = 0.0
         if val != 0:
-            f_j = -val * (math.log(abs(val)) / _LN2)
+            f_j = -val * math.log2(abs(val))
         joint += f_j - f_k
     mi = hx + hf - joint
     if mi == 0 or hx + hf == 0:

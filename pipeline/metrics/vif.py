@@ -10,7 +10,7 @@ are first filtered ('valid') and decimated by 2. Local statistics by 'valid' fil
 ``VIF = Σ log10(1 + g²σ1²/(σv²+σn²)) / Σ log10(1 + σ1²/σn²)`` over all scales and pixels.
 
 Implementation: separable OpenCV filtering (the window is an exact outer product), statistics of F
-shared between the two sources. torchmetrics' ``visual_information_fidelity`` implements the same
+shared between the two sources, and the per-pixel clamps and log sums in one compiled (numba) pass. torchmetrics' ``visual_information_fidelity`` implements the same
 model but works in float32 on tensors, which moves values by more than the 1e-6 tolerance and is not
 faster on this CPU, so it is not used. A reference image without any variance (den = 0) scores 1.0
 for its term, as the CDDFuse evaluator defines it (MATLAB would give NaN); ``matlab`` uses the
@@ -18,6 +18,9 @@ same rule so the result is never NaN.
 """
 from __future__ import annotations
 
+import math
+
+import numba
 import numpy as np
 
 from pipeline.metrics.filters import gaussian_1d, sep_filter
@@ -38,27 +41,55 @@ def _scales(image: np.ndarray):
         yield window, current
 
 
+@numba.njit(cache=True, nogil=True)
+def _vif_sums(mu1, ref_sq, cross, mu2, sigma2_sq):
+    """Per-pixel LIVE clamps and the two log10 sums of one scale, in one pass (float64).
+
+    ``Σ log10(1 + x)`` is accumulated as the log10 of running products (every factor ≥ 1, flushed
+    before 1e250): one logarithm per ~hundred pixels, with an error far below 1e-12 relative."""
+    num = 0.0
+    den = 0.0
+    prod_num = 1.0
+    prod_den = 1.0
+    h, w = mu1.shape
+    for i in range(h):
+        for j in range(w):
+            s1 = ref_sq[i, j] - mu1[i, j] * mu1[i, j]
+            if s1 < 0:
+                s1 = 0.0
+            s2 = sigma2_sq[i, j]
+            s12 = cross[i, j] - mu1[i, j] * mu2[i, j]
+            g = s12 / (s1 + _EPS)
+            sv = s2 - g * s12
+            if s1 < _EPS:
+                g = 0.0
+                sv = s2
+                s1 = 0.0
+            if s2 < _EPS:
+                g = 0.0
+                sv = 0.0
+            if g < 0:
+                sv = s2
+                g = 0.0
+            if sv <= _EPS:
+                sv = _EPS
+            prod_num *= 1 + g * g * s1 / (sv + _SIGMA_NSQ)
+            prod_den *= 1 + s1 / _SIGMA_NSQ
+            if prod_num > 1e250:
+                num += math.log10(prod_num)
+                prod_num = 1.0
+            if prod_den > 1e250:
+                den += math.log10(prod_den)
+                prod_den = 1.0
+    return num + math.log10(prod_num), den + math.log10(prod_den)
+
+
 def _vif_terms(ref, dist, window, mu2, sigma2_sq):
     """Numerator and denominator sums of one scale for one reference image (F's stats given)."""
     mu1 = sep_filter(ref, window, "valid")
-    sigma1_sq = np.maximum(sep_filter(ref * ref, window, "valid") - mu1 * mu1, 0)
-    sigma12 = sep_filter(ref * dist, window, "valid") - mu1 * mu2
-    g = sigma12 / (sigma1_sq + _EPS)
-    sv_sq = sigma2_sq - g * sigma12
-    flat1 = sigma1_sq < _EPS
-    g[flat1] = 0
-    sv_sq[flat1] = sigma2_sq[flat1]
-    sigma1_sq[flat1] = 0
-    flat2 = sigma2_sq < _EPS
-    g[flat2] = 0
-    sv_sq[flat2] = 0
-    negative = g < 0
-    sv_sq[negative] = sigma2_sq[negative]
-    g[negative] = 0
-    sv_sq[sv_sq <= _EPS] = _EPS
-    num = np.sum(np.log10(1 + g * g * sigma1_sq / (sv_sq + _SIGMA_NSQ)))
-    den = np.sum(np.log10(1 + sigma1_sq / _SIGMA_NSQ))
-    return num, den
+    ref_sq = sep_filter(ref * ref, window, "valid")
+    cross = sep_filter(ref * dist, window, "valid")
+    return _vif_sums(mu1, ref_sq, cross, mu2, sigma2_sq)
 
 
 def vif_sources(sources: list[np.ndarray], fused: np.ndarray) -> list[float]:
