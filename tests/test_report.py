@@ -22,7 +22,7 @@ from pipeline.detection import ap as ap_metric
 from pipeline.errors import DataError
 from pipeline.imageio import write_image
 from pipeline.report import build_report
-from pipeline.report.bootstrap import (full_weights, indexed_statistic, mean_statistic, miou_statistic,
+from pipeline.report.bootstrap import (full_weights, map50_statistic, mean_statistic, miou_statistic,
                                        paired_bootstrap, percentile_interval, resample_weights)
 from pipeline.report.load import load_results
 from pipeline.results import write_json
@@ -318,15 +318,39 @@ def test_miou_statistic_weights_equal_explicit_repetition():
     assert miou_statistic(conf, skip_classes=[0])(w)[0] == pytest.approx(no_bg)
 
 
-def test_detection_statistic_weights_equal_explicit_repetition(built):
+def test_map50_statistic_equals_ap_on_repeated_records(built):
+    """The presorted weighted mAP@0.5 equals pipeline.detection.ap on explicitly repeated records."""
     root, _, _ = built
-    records = json.loads((root / "results/detection/m3fd/average/seed_0/predictions.json").read_text())["images"]
+    seeds = [json.loads((root / f"results/detection/m3fd/average/seed_{k}/predictions.json").read_text())["images"]
+             for k in (0, 1)]
+    stat = map50_statistic([ap_metric.match_records(records, (0.5,)) for records in seeds])
+    weights = np.vstack([full_weights(6), [[0, 3, 1, 0, 2, 0]], resample_weights(6, 20, seed=5)])
+    values = stat(weights)
+    for row, value in zip(weights, values):
+        index = np.repeat(np.arange(6), row)
+        expected = np.mean([ap_metric.map50([records[i] for i in index]) for records in seeds])
+        assert value == pytest.approx(expected, abs=1e-12)
+    assert values[0] == pytest.approx(np.mean([ap_metric.map50(r) for r in seeds]), abs=1e-12)
+
+
+def test_map50_statistic_matches_evaluate_on_a_dense_test_set():
+    """150 images x 300 detections (max_det 300 at conf 0.001, as the detection stage records)."""
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(150):
+        k = int(rng.integers(1, 12))
+        xy = rng.uniform(0, 900, (k, 2))
+        gt = [[x, y, x + 50, y + 80] for x, y in xy]
+        pred = [list(np.asarray(b) + rng.normal(0, 5, 4)) for b in gt]
+        pred += [[x, y, x + 30, y + 30] for x, y in rng.uniform(0, 900, (300 - k, 2))]
+        records.append({"name": str(i), "gt": {"boxes": gt, "classes": list(rng.choice(DET_CLASSES, k))},
+                        "pred": {"boxes": pred, "scores": list(rng.random(300)),
+                                 "classes": list(rng.choice(DET_CLASSES, 300))}})
     table = ap_metric.match_records(records, (0.5,))
-    stat = indexed_statistic([lambda idx: table.evaluate(idx).map50])
-    w = np.array([[0, 3, 1, 0, 2, 0]])
-    repeated = [records[i] for i in (1, 1, 1, 2, 4, 4)]
-    assert stat(w)[0] == pytest.approx(ap_metric.map50(repeated))
-    assert stat(full_weights(len(records)))[0] == pytest.approx(ap_metric.map50(records))
+    stat = map50_statistic([table])
+    weights = resample_weights(150, 4, seed=0)
+    for row, value in zip(weights, stat(weights)):
+        assert value == pytest.approx(table.evaluate(np.repeat(np.arange(150), row)).map50, abs=1e-12)
 
 
 # ------------------------------------------------------------------------------------ partial results

@@ -92,18 +92,52 @@ def miou_statistic(confusions: np.ndarray, skip_classes: Sequence[int] = ()) -> 
     return stat
 
 
-def indexed_statistic(scorers: Sequence[Callable[[np.ndarray], float]]) -> Statistic:
-    """Statistic of per-image records scored on index lists: for each resample the image indices
-    (image ``i`` repeated ``W_i`` times) go to every seed's ``scorer`` and the values are averaged
-    (detection: ``MatchTable.evaluate(indices).map50`` of :mod:`pipeline.detection.ap`)."""
+def map50_statistic(tables: Sequence) -> Statistic:
+    """mAP@0.5 of weighted images from matched detections (one
+    :class:`pipeline.detection.ap.MatchTable` per seed, matched at IoU 0.5), seeds averaged.
+
+    Equal to ``table.evaluate(np.repeat(arange(n), W)).map50``: a resample repeats whole images,
+    and repeated copies of a detection have the same score, so they sit next to each other in the
+    score order. The order of all detections is therefore computed once (``np.argsort(-score)``
+    as in ``MatchTable.evaluate``) and split by class; a resample only repeats each detection
+    ``W_image`` times (``np.repeat``) and accumulates TP/FP — no sorting or re-matching per
+    resample. AP per class: :func:`pipeline.detection.ap.average_precision` over the classes with
+    ground truth in the resample; mAP 0 when there is none (ultralytics' convention).
+    """
+    from pipeline.detection.ap import average_precision
+
+    prepared = []
+    for table in tables:
+        n, n_cls = len(table), len(table.class_names)
+        image = np.repeat(np.arange(n), [len(s) for s in table.scores])
+        conf = np.concatenate([np.zeros(0), *table.scores])
+        tp = np.concatenate([np.zeros((0, 1), bool), *[t[:, :1] for t in table.tp]])[:, 0]
+        cls = np.concatenate([np.zeros(0, np.int64), *table.pred_cls])
+        order = np.argsort(-conf)
+        image, tp, cls = image[order], tp[order], cls[order]
+        per_class = [(image[cls == c], tp[cls == c]) for c in range(n_cls)]
+        gt_counts = np.zeros((n, n_cls), np.int64)
+        for i, labels in enumerate(table.gt_cls):
+            np.add.at(gt_counts[i], labels, 1)
+        prepared.append((per_class, gt_counts))
+
+    def one(row: np.ndarray, per_class, gt_counts) -> float:
+        n_gt = row @ gt_counts
+        aps = []
+        for c in np.flatnonzero(n_gt > 0):
+            image, tp = per_class[c]
+            hits = np.repeat(tp, row[image])
+            if hits.size == 0:
+                aps.append(0.0)
+                continue
+            tpc = np.cumsum(hits)
+            fpc = np.cumsum(~hits)
+            aps.append(average_precision(tpc / n_gt[c], tpc / (tpc + fpc)))
+        return float(np.mean(aps)) if aps else 0.0
 
     def stat(weights: np.ndarray) -> np.ndarray:
-        rows = np.asarray(weights)
-        out = np.empty(len(rows))
-        for b, row in enumerate(rows):
-            index = np.repeat(np.arange(len(row)), row)
-            out[b] = np.mean([score(index) for score in scorers])
-        return out
+        rows = np.asarray(weights, dtype=np.int64)
+        return np.array([np.mean([one(row, *p) for p in prepared]) for row in rows])
 
     return stat
 

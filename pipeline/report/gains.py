@@ -17,14 +17,14 @@ For a task's headline metric (detection: mAP@0.5, segmentation: mIoU; fractions 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from pipeline.errors import DataError
-from pipeline.report.bootstrap import (Statistic, difference_interval, full_weights, indexed_statistic,
+from pipeline.report.bootstrap import (Statistic, difference_interval, full_weights, map50_statistic,
                                        miou_statistic, resample_weights)
 from pipeline.report.load import REFERENCE_METHODS, StageResults, load_confusions, read_json_file
 
@@ -90,10 +90,15 @@ def _detection_data(method_dir: Path) -> PerImage | None:
     tables = [match_records([s[n] for n in names], (0.5,)) for s in per_seed]
 
     def make_stat(pos: list[int]) -> Statistic:
-        pos = np.asarray(pos, dtype=np.int64)
-        return indexed_statistic([lambda idx, t=t: t.evaluate(pos[idx]).map50 for t in tables])
+        return map50_statistic([_subset(t, pos) for t in tables])
 
     return PerImage(names, make_stat)
+
+
+def _subset(table, positions: list[int]):
+    """The :class:`~pipeline.detection.ap.MatchTable` of the images at ``positions``, in that order."""
+    return replace(table, **{k: [getattr(table, k)[i] for i in positions]
+                             for k in ("tp", "scores", "pred_cls", "gt_cls")})
 
 
 def per_image_data(task: str, method_dir: Path) -> PerImage | None:
