@@ -71,7 +71,7 @@ def load_msrs(root: Path, box_view: str | None = "auto", box_classes=MSRS_BOX_CL
         stems = match_pairs(ir, vi, problems)
         labels_dir = folder / "Segmentation_labels"
         labels = images_by_stem(labels_dir) if labels_dir.is_dir() else {}
-        if labels:
+        if labels_dir.is_dir():   # a label folder (even an empty one) must label every pair
             for stem in stems:
                 if stem not in labels:
                     problems.append(DataError(f"no segmentation label for pair {stem!r}", labels_dir))
@@ -121,6 +121,8 @@ def load_m3fd(root: Path, classes=M3FD_CLASSES, boxes: str = "auto", split=None,
     stems = match_pairs(ir, vi, problems)
     source = boxes
     coco_path = Path(coco_file) if coco_file else root / "annotations.json"
+    if not coco_path.is_absolute() and not coco_path.is_file() and (root / coco_path).is_file():
+        coco_path = root / coco_path   # a relative coco_file may be given relative to the root
     if source == "auto":
         source = ("voc" if (root / "Annotation").is_dir() else "yolo" if (root / "labels").is_dir()
                   else "coco" if coco_path.is_file() else "none")

@@ -92,6 +92,13 @@ def label_size_differs(demo):
     return "msrs", demo / "MSRS", label, "label is 32x32 but its image is 64x64", "label"
 
 
+def missing_segmentation_label(demo):
+    folder = demo / "MSRS" / "test" / "Segmentation_labels"
+    for label in folder.iterdir():
+        label.unlink()
+    return "msrs", demo / "MSRS", folder, "no segmentation label for pair", "load"
+
+
 def empty_dataset(demo):
     root = demo / "empty"
     (root / "Ir").mkdir(parents=True)
@@ -106,7 +113,7 @@ def split_list_names_absent_image(demo):
 
 
 CASES = [missing_partner, size_mismatch, unreadable_image, zero_byte_image, unknown_class, box_outside,
-         box_non_positive, label_id_outside, label_size_differs, empty_dataset,
+         box_non_positive, label_id_outside, label_size_differs, missing_segmentation_label, empty_dataset,
          split_list_names_absent_image]
 
 
