@@ -189,3 +189,14 @@ def main_entry(flow_fn: Callable, argv: list[str] | None = None) -> None:
             traceback.print_exc()
         print(f"error: {flow_fn.stage} failed: {err}", file=sys.stderr)
         raise SystemExit(1)
+
+
+def method_entry(flow_fn: Callable, argv: list[str] | None = None) -> None:
+    """:func:`main_entry` for per-method stages (``python -m flows.<stage> method=<name>``): the
+    flow-run summary is ``results/flow_runs/<stage>_<method>.json`` (``<stage>.json`` without one),
+    so the DVC ``foreach`` stages of one stage do not overwrite each other's summaries."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    method = dict(a.split("=", 1) for a in argv if "=" in a).get("method")
+    if not any(a.startswith("summary_name=") for a in argv):
+        argv.append(f"summary_name={flow_fn.stage}_{method}" if method else f"summary_name={flow_fn.stage}")
+    main_entry(flow_fn, argv)

@@ -75,8 +75,10 @@ def _progress_callback(trainer) -> None:
     """One line per epoch (ultralytics' own progress bars are silenced)."""
     fitness = (trainer.metrics or {}).get("metrics/mAP50(B)")
     tail = f", val mAP50 {fitness:.4f}" if fitness is not None else ""
-    print(f"[detect] {Path(trainer.save_dir).parent.name}/{Path(trainer.save_dir).name}: "
-          f"epoch {trainer.epoch + 1}/{trainer.epochs}{tail}", flush=True)
+    step = (f"epoch {trainer.epoch + 1}/{trainer.epochs}" if trainer.epoch < trainer.epochs
+            else "best.pt on the validation split")
+    print(f"[detect] {Path(trainer.save_dir).parent.name}/{Path(trainer.save_dir).name}: {step}{tail}",
+          flush=True)
 
 
 def _quiet() -> None:
@@ -163,6 +165,9 @@ def evaluate(weights: Path, data_yaml: Path, settings: dict, device: str, out_di
                            project=str(Path(out_dir).resolve()), name=f"val_{split}", exist_ok=True)
     finally:
         restore_torch_threads()
+    empty = Path(out_dir) / f"val_{split}"
+    if empty.is_dir() and not any(empty.iterdir()):
+        empty.rmdir()
     box = result.box
     metrics = {"mAP50": float(box.map50), "mAP50_95": float(box.map), "precision": float(box.mp),
                "recall": float(box.mr),

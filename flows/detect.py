@@ -1,0 +1,45 @@
+"""Stage ``detect``: ultralytics YOLO trained and tested on one fusion method's images (mAP@0.5).
+
+``python -m flows.detect method=<name>`` runs one method (what each DVC ``foreach`` stage calls,
+so changing one method's fused images re-runs only that method); without ``method=`` every
+method of :func:`pipeline.detection.stage.detection_methods` (``ir``, ``vis`` and every
+``fusion.methods`` entry) runs in turn. Work units: ``prepare`` (load the dataset, check the
+method's images, build its YOLO dataset), one Prefect task per seed (train + test, see
+:func:`pipeline.detection.stage.run_seed`) and ``aggregate`` (``metrics.json``: mean/std over
+seeds). Seeds run one after the other: ultralytics keeps process-wide state (logger, torch
+threads, deterministic mode), so two trainings must not share a process at the same time.
+Outputs: see :mod:`pipeline.detection.stage`; flow-run summary
+``results/flow_runs/detect_<method>.json``.
+"""
+from __future__ import annotations
+
+from flows._common import method_entry, run_inline, run_units, stage_flow
+
+
+@stage_flow("detect")
+def detect_flow(params: dict, method: str | None = None) -> dict:
+    from pipeline.detection.stage import detection_methods, prepare_method, run_seed, write_method_metrics
+    from pipeline.results import read_json
+
+    methods = [method] if method else detection_methods(params)
+    results = {}
+    for name in methods:
+        prepared = run_inline("detect", f"{name}:prepare", prepare_method, params, name)
+        seeds = list(prepared.settings["seeds"])
+        seed_results = []
+        for seed in seeds:
+            report = run_units("detect", run_seed, [(f"{name}:seed{seed}", (prepared, seed))], retries=0)
+            report.raise_if_failed()
+            seed_results.append(report.values[f"{name}:seed{seed}"])
+        path = run_inline("detect", f"{name}:aggregate", write_method_metrics, prepared, seed_results)
+        results[name] = read_json(path)
+        print(f"detect {name}: mAP50 {results[name]['mAP50']:.4f} (seeds {seeds})")
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    method_entry(detect_flow, argv)
+
+
+if __name__ == "__main__":
+    main()

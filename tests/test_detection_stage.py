@@ -1,0 +1,266 @@
+"""Detection stage: YOLO dataset building, bad input, a full train+test run with sockets blocked,
+resume, and the whole stage (Prefect flow) on the real M3FD pairs of ../shared."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.datasets import load_dataset
+from pipeline.detection import ap, stage
+from pipeline.detection.yolo_data import build_yolo_data, method_images, yolo_rows
+from pipeline.errors import ConfigError, DataError
+from pipeline.results import read_json
+
+REPO = Path(__file__).resolve().parents[1]
+PICO = str(REPO / "configs" / "detection" / "yolo-pico.yaml")
+
+
+def make_m3fd(root: Path, n: int = 14, size=(96, 128), splits=(8, 3, 3), seed: int = 0,
+              extra_objects: dict | None = None) -> Path:
+    """Tiny M3FD-layout data: bright people/cars on noise, VOC XML boxes, meta split lists.
+    ``extra_objects`` adds raw ``{name: [(cls, x1, y1, x2, y2), ...]}`` boxes (bad-input tests);
+    the last image has no XML (background image)."""
+    rng = np.random.default_rng(seed)
+    for folder in ("Ir", "Vis", "Annotation", "meta"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    height, width = size
+    names = [f"{i:05d}" for i in range(n)]
+    for k, name in enumerate(names):
+        ir = (rng.random((height, width)) * 40).astype(np.uint8)
+        vis = (rng.random((height, width, 3)) * 60).astype(np.uint8)
+        objects = []
+        for _ in range(int(rng.integers(1, 4)) if k < n - 1 else 0):
+            cls = ("People", "Car")[int(rng.integers(0, 2))]
+            bw, bh = (int(rng.integers(8, 16)), int(rng.integers(20, 32))) if cls == "People" else \
+                (int(rng.integers(26, 40)), int(rng.integers(12, 20)))
+            x1, y1 = int(rng.integers(0, width - bw)), int(rng.integers(0, height - bh))
+            ir[y1:y1 + bh, x1:x1 + bw] = 220 if cls == "People" else 150
+            vis[y1:y1 + bh, x1:x1 + bw] = (200, 60, 60) if cls == "People" else (60, 60, 220)
+            objects.append((cls, x1, y1, x1 + bw, y1 + bh))
+        objects += (extra_objects or {}).get(name, [])
+        cv2.imwrite(str(root / "Ir" / f"{name}.png"), cv2.merge([ir, ir, ir]))
+        cv2.imwrite(str(root / "Vis" / f"{name}.png"), vis[..., ::-1].copy())
+        if k < n - 1:
+            xml = "".join(f"<object><name>{c}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
+                          f"<xmax>{x}</xmax><ymax>{y}</ymax></bndbox></object>" for c, a, b, x, y in objects)
+            (root / "Annotation" / f"{name}.xml").write_text(f"<annotation>{xml}</annotation>")
+    a, b, c = splits
+    for split, part in (("train", names[:a]), ("val", names[a:a + b]), ("test", names[a + b:a + b + c])):
+        (root / "meta" / f"{split}.txt").write_text("\n".join(part) + "\n")
+    return root
+
+
+def tiny_params(data_root: Path, out: Path, **detection) -> dict:
+    return {"device": "auto",
+            "datasets": {"m3fd": {"kind": "m3fd", "root": str(data_root), "split": "meta"}},
+            "detection": {"model": PICO, "imgsz": 64, "epochs": 1, "batch": 4, "lr0": 0.02,
+                          "mosaic": 0.0, "seeds": [0], "fused_root": str(out / "fused"),
+                          "results": str(out / "results"), **detection}}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return make_m3fd(tmp_path_factory.mktemp("m3fd") / "M3FD")
+
+
+# ------------------------------------------------------------------------------------------
+# dataset building
+
+
+def test_yolo_rows_clip_dedupe_and_map_by_name():
+    from pipeline.datasets import Box
+
+    boxes = (Box("Car", -5, 10, 30, 20), Box("Car", -5, 10, 30, 20), Box("People", 90, 0, 110, 50),
+             Box("People", 200, 0, 210, 5))  # duplicate; partly outside; wholly outside
+    rows = yolo_rows(boxes, ("People", "Car"), width=100, height=50)
+    assert rows.tolist() == [[1, 0.15, 0.3, 0.3, 0.2], [0, 0.95, 0.5, 0.1, 1.0]]
+    with pytest.raises(DataError, match="Truck"):
+        yolo_rows((Box("Truck", 0, 0, 1, 1),), ("People",), 10, 10)
+
+
+def test_build_links_labels_yaml_and_background(tiny, tmp_path):
+    dataset = load_dataset("m3fd", tiny, split="meta")
+    images, source = method_images(dataset, tmp_path / "fused", "vis")  # no folder: vis sources
+    assert "sources" in source
+    data = build_yolo_data(dataset, images, tmp_path / "yolo", source)
+    spec = yaml.safe_load(data.data_yaml.read_text())
+    assert Path(spec["path"]).is_absolute() and spec["test"] == "images/test"
+    assert spec["names"] == dict(enumerate(dataset.box_classes))
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 8, "val": 3, "test": 3}
+    link = tmp_path / "yolo" / "images" / "train" / "00000.png"
+    assert link.is_symlink() and link.resolve() == (tiny / "Vis" / "00000.png").resolve()
+    sample = dataset.by_name("00000")
+    rows = np.loadtxt(tmp_path / "yolo" / "labels" / "train" / "00000.txt", ndmin=2)
+    first = sample.boxes[0]
+    assert dataset.box_classes[int(rows[0, 0])] == first.cls
+    assert rows[0, 1] == pytest.approx((first.x1 + first.x2) / 2 / 128, abs=1e-6)
+    assert (tmp_path / "yolo" / "labels" / "test" / "00013.txt").read_text() == ""  # background
+    boxes, classes = data.gt_boxes("00000")
+    assert boxes[0] == pytest.approx([first.x1, first.y1, first.x2, first.y2], abs=1e-3)
+
+
+def test_holdout_when_no_val_split(tmp_path):
+    root = make_m3fd(tmp_path / "M3FD", n=12, splits=(9, 0, 3))
+    dataset = load_dataset("m3fd", root, split="meta")
+    images, source = method_images(dataset, tmp_path, "ir")
+    first = build_yolo_data(dataset, images, tmp_path / "a", source, val_fraction=0.25, seed=3)
+    again = build_yolo_data(dataset, images, tmp_path / "b", source, val_fraction=0.25, seed=3)
+    assert len(first.splits["val"]) == 2 and len(first.splits["train"]) == 7
+    assert first.splits == again.splits and "hold-out" in first.val_source
+    assert not set(first.splits["val"]) & set(first.splits["train"])
+
+
+def test_missing_fused_images_named(tiny, tmp_path):
+    dataset = load_dataset("m3fd", tiny, split="meta")
+    folder = tmp_path / "fused" / "m3fd" / "avg"
+    folder.mkdir(parents=True)
+    for name in ("00000", "00001"):
+        os.symlink(tiny / "Vis" / f"{name}.png", folder / f"{name}.png")
+    with pytest.raises(DataError, match=r"12 of 14 fused images missing: 00002, 00003") as err:
+        method_images(dataset, tmp_path / "fused", "avg")
+    assert str(folder) in str(err.value)
+    with pytest.raises(DataError, match="run the fusion stage"):
+        method_images(dataset, tmp_path / "fused", "nosuch")
+
+
+def test_unknown_class_error_or_skip(tmp_path):
+    root = make_m3fd(tmp_path / "M3FD", n=6, splits=(3, 1, 2), extra_objects={"00001": [("Tank", 1, 1, 9, 9)]})
+    params = tiny_params(root, tmp_path)
+    with pytest.raises(DataError, match="unknown class 'Tank'.*00001.xml|00001.xml.*unknown class 'Tank'"):
+        stage.prepare_method(params, "ir")
+    params["detection"]["unknown_classes"] = "skip"
+    prepared = stage.prepare_method(params, "ir")
+    assert prepared.dataset.skipped_boxes == {"Tank": 1}
+
+
+def test_bad_settings_and_sizes(tiny, tmp_path):
+    with pytest.raises(ConfigError, match="unknown detection setting"):
+        stage.detection_settings({"detection": {"epoch": 3}})
+    with pytest.raises(ConfigError, match="seeds"):
+        stage.detection_settings({"detection": {"seeds": []}})
+    dataset = load_dataset("m3fd", tiny, split="meta")
+    folder = tmp_path / "fused" / "m3fd" / "small"
+    folder.mkdir(parents=True)
+    for s in dataset.samples:
+        cv2.imwrite(str(folder / f"{s.name}.png"), np.zeros((48, 64), np.uint8))
+    images, source = method_images(dataset, tmp_path / "fused", "small")
+    with pytest.raises(DataError, match="64x48 but the source pair"):
+        build_yolo_data(dataset, images, tmp_path / "yolo", source)
+
+
+def test_methods_always_include_baselines():
+    params = {"fusion": {"methods": {"average": {}, "vis": {}, "mlfuse": {}}}}
+    assert stage.detection_methods(params) == ["ir", "vis", "average", "mlfuse"]
+
+
+# ------------------------------------------------------------------------------------------
+# training and evaluation
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every attempt to open a network connection or resolve a name is recorded and refused."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args[:2])
+        raise OSError("network access blocked by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return attempts
+
+
+def test_stage_trains_and_evaluates_offline(tiny, tmp_path, no_network, monkeypatch):
+    # a "fused" method folder (mean of the two sources) next to the ir baseline read from the sources
+    dataset = load_dataset("m3fd", tiny, split="meta")
+    fused = tmp_path / "fused" / "m3fd" / "average"
+    fused.mkdir(parents=True)
+    for s in dataset.samples:
+        mean = (cv2.imread(str(s.ir)).astype(np.uint16) + cv2.imread(str(s.vis))) // 2
+        cv2.imwrite(str(fused / f"{s.name}.png"), mean.astype(np.uint8))
+    params = tiny_params(tiny, tmp_path)
+    rows = {}
+    for method in ("ir", "average"):
+        path = stage.run_method(params, method)
+        assert path == tmp_path / "results" / "m3fd" / method / "metrics.json"
+        rows[method] = read_json(path)
+    assert no_network == []
+
+    m = rows["average"]
+    for key in ("mAP50", "mAP50_95", "precision", "recall"):
+        assert 0.0 <= m[key] <= 1.0 and m["per_seed"]["0"][key] == m[key]
+        assert m["std"][key] is None  # one seed
+    assert set(m["AP50"]) == set(dataset.box_classes)
+    assert m["AP50"]["Bus"] is None and m["AP50"]["People"] is not None  # no Bus in the test split
+    assert m["n_test_images"] == 3 and m["n_test_boxes"] == sum(len(s.boxes or ()) for s in dataset.split("test"))
+    assert m["seeds"] == [0] and m["params"]["imgsz"] == 64 and m["params"]["model"] == PICO
+    assert m["ultralytics"] and m["provenance"]["versions"]["ultralytics"] == m["ultralytics"]
+    assert m["image_source"] == str(fused) and "sources" in rows["ir"]["image_source"]
+    assert m["provenance"]["split"]["test"] == ["00011", "00012", "00013"]
+
+    seed_dir = tmp_path / "results" / "m3fd" / "average" / "seed_0"
+    assert (seed_dir / "weights" / "best.pt").is_file() and not (seed_dir / "weights" / "last.pt").exists()
+    preds = read_json(seed_dir / "predictions.json")
+    assert preds["conf"] == 0.001 and preds["iou"] == 0.6 and preds["classes"] == list(dataset.box_classes)
+    assert [r["name"] for r in preds["images"]] == ["00011", "00012", "00013"]
+    record = preds["images"][0]
+    assert record["gt"]["classes"] == [b.cls for b in dataset.by_name("00011").boxes]
+    assert len(record["pred"]["boxes"]) == len(record["pred"]["scores"]) == len(record["pred"]["classes"])
+    assert all(s >= 0.001 for r in preds["images"] for s in r["pred"]["scores"])
+    assert sum(len(r["pred"]["scores"]) for r in preds["images"]) > 0
+    # pipeline.detection.ap recomputes ultralytics' mAP from predictions.json
+    assert ap.map50(preds["images"]) == pytest.approx(m["mAP50"], abs=1e-6)
+    assert m["per_seed"]["0"]["mAP50_ap_py"] == pytest.approx(m["mAP50"], abs=1e-6)
+    assert Path(os.environ["YOLO_CONFIG_DIR"]).is_relative_to(os.environ["FUSEBENCH_STATE"])
+
+    # resume: a finished seed is reused, a changed setting trains again
+    from pipeline.detection import yolo
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished seed was trained again")
+
+    monkeypatch.setattr(yolo, "train", no_training)
+    assert read_json(stage.run_method(params, "average"))["mAP50"] == m["mAP50"]
+    params["detection"]["lr0"] = 0.01
+    with pytest.raises(AssertionError, match="trained again"):
+        stage.run_method(params, "average")
+
+
+def test_whole_stage_on_real_m3fd(shared_data, tmp_path, monkeypatch, prefect_harness):
+    """The detect flow (Prefect) on the 30 real M3FD pairs; the `vis` method read from a fused
+    folder of links, tiny settings."""
+    from flows.detect import detect_flow
+
+    source = shared_data / "M3FD"
+    fused = tmp_path / "fused" / "m3fd" / "vis"
+    fused.mkdir(parents=True)
+    for image in (source / "Vis").iterdir():
+        os.symlink(image, fused / image.name)
+    params = tiny_params(source, tmp_path, imgsz=96, batch=8)
+    params["orchestration"] = {"task_runner": "thread", "max_workers": 1}
+    monkeypatch.chdir(tmp_path)
+    result = detect_flow(params=params, method="vis")["vis"]
+    metrics = read_json(tmp_path / "results" / "m3fd" / "vis" / "metrics.json")
+    assert result["mAP50"] == metrics["mAP50"] and 0.0 <= metrics["mAP50"] <= 1.0
+    test_names = (source / "meta" / "test.txt").read_text().split()
+    assert metrics["n_test_images"] == len(test_names) == 4
+    assert metrics["n_train_images"] == 22 and metrics["n_val_images"] == 4
+    dataset = load_dataset("m3fd", source, split="meta")
+    assert metrics["n_test_boxes"] == sum(len(dataset.by_name(n).boxes) for n in test_names)
+    assert metrics["image_source"] == str(fused)
+    assert set(metrics["AP50"]) == {"People", "Car", "Bus", "Motorcycle", "Lamp", "Truck"}
+    preds = read_json(tmp_path / "results" / "m3fd" / "vis" / "seed_0" / "predictions.json")
+    assert preds["images"][0]["width"] == 1024 and preds["images"][0]["height"] == 768
+    assert ap.map50(preds["images"]) == pytest.approx(metrics["mAP50"], abs=1e-6)
+    summary = read_json(tmp_path / "results" / "flow_runs" / "detect.json")
+    assert summary["status"] == "completed"
+    assert [u["unit"] for u in summary["units"]] == ["vis:prepare", "vis:seed0", "vis:aggregate"]
