@@ -129,14 +129,14 @@ def test_coco_boxes_mapped_by_name(tmp_path):
                             {"id": 2, "image_id": 8, "category_id": 1, "bbox": [5, 5, 4, 4]}]}
     (tmp_path / "annotations.json").write_text(json.dumps(coco))
     ds = load_dataset("m3fd", tmp_path, split="all")
-    (tmp_path / "annotations.json").rename(tmp_path / "m3fd-all.json")
-    renamed = load_dataset("m3fd", tmp_path, split="all", coco_file="m3fd-all.json")   # relative to root
-    assert [s.boxes for s in renamed.samples] == [s.boxes for s in ds.samples]
     box = ds.by_name("a").boxes[0]
     assert (box.cls, box.x1, box.y1, box.x2, box.y2) == ("People", 1, 2, 11, 22)
     assert ds.by_name("b").boxes[0].cls == "Truck"
     skipped = load_dataset("m3fd", tmp_path, split="all", classes=("People",), unknown_classes="skip")
     assert skipped.by_name("b").boxes == () and skipped.skipped_boxes == {"Truck": 1}
+    (tmp_path / "annotations.json").rename(tmp_path / "m3fd-all.json")
+    renamed = load_dataset("m3fd", tmp_path, split="all", coco_file="m3fd-all.json")   # relative to root
+    assert [s.boxes for s in renamed.samples] == [s.boxes for s in ds.samples]
 
 
 def test_seeded_split_is_deterministic_and_complete():
