@@ -148,6 +148,7 @@ def _write_fusion(root: Path, dataset: str, names: list[str], rng) -> None:
             "datasets": {}}
         summary["datasets"][dataset] = {m: {"mean": float(frame[m].mean()), "std": float(frame[m].std()),
                                             "n": len(names)} for m in metric_names}
+        summary.setdefault("provenance", {})[dataset] = {"split": {"images_per_split": {"test": len(names)}}}
         write_json(summary_path, summary)
         write_json(root / "results/fusion" / method / f"{dataset}.json", {
             "method": method, "dataset": dataset, "images": len(names),
@@ -234,6 +235,7 @@ def test_summary_json_schema(built):
     assert summary["params"]["report"]["bootstrap_samples"] == SMALL["bootstrap_samples"]
     assert "numpy" in summary["versions"]
     assert summary["splits"]["detection/m3fd"] == {"train": 1, "test": 6}
+    assert summary["splits"]["metrics/msrs"] == {"test": 8}
     assert returned["gains"].keys() == summary["gains"].keys()
 
 
@@ -360,7 +362,12 @@ def test_partial_results_show_missing_never_zero(tmp_path):
     params = synthesise(tmp_path, seed=1)
     shutil.rmtree(tmp_path / "results/detection")                 # detection not run at all
     shutil.rmtree(tmp_path / "results/segmentation/msrs/average")  # one method not segmented
+    path = tmp_path / "results/segmentation/msrs/mlfuse/metrics.json"  # ... one on another split
+    obj = json.loads(path.read_text())
+    obj["provenance"]["split"]["test"] = obj["provenance"]["split"]["test"][:-1]
+    write_json(path, obj)
     summary = build_report(params, tmp_path)
+    assert summary["splits"]["segmentation/msrs"].startswith("WARNING")
     assert summary["detection"] == {} and summary["missing"]["detection"] == "not run"
     assert "detection" not in summary["gains"]
     assert summary["missing"]["segmentation"] == {"msrs": ["average", NOT_RUN]}

@@ -50,11 +50,14 @@ def _task_summary(rows: dict[str, dict], keys: tuple[str, ...]) -> dict:
 
 def _splits(results: StageResults) -> dict:
     """The split each stage recorded in its provenance, summarised as image counts per split."""
-    out = {}
+    out: dict = {}
+    conflicts = set()
     for key, block in results.provenance.items():
         split = block.get("split") if isinstance(block, dict) else None
         if split is None:
             continue
+        if isinstance(split, dict):
+            split = split.get("images_per_split", split)   # the metrics stage records counts
         splits = split.get("splits", split) if isinstance(split, dict) else split
         if isinstance(splits, dict) and all(isinstance(v, list) for v in splits.values()):
             summary = {k: len(v) for k, v in splits.items()}
@@ -62,7 +65,11 @@ def _splits(results: StageResults) -> dict:
                 summary["source"] = split["split_source"]
         else:
             summary = splits
-        out["/".join(key.split("/")[:2])] = summary
+        where = "/".join(key.split("/")[:2])               # stage/dataset; methods must agree
+        if out.setdefault(where, summary) != summary:
+            conflicts.add(where)
+    for where in conflicts:
+        out[where] = "WARNING: the methods of this stage recorded different splits; the rows are not comparable"
     return out
 
 
@@ -170,8 +177,9 @@ def build_sections(results: StageResults, gains: dict, params: dict, config: dic
                 blocks.append(Table(caption, frame, directions, specs=specs))
         sections.append(Section(what, blocks))
     blocks = [Text(_missing_text("Fusion-metric scoring", results.missing.get("fusion_metrics")) or
-                   "Scores of the fused images themselves (no downstream task), mean over the dataset's "
-                   "scored images. Arrows give each metric's direction.")]
+                   "Scores of the fused images themselves (no downstream task): mean over the images "
+                   "the metrics stage scored (counts per split at the end). Arrows give each metric's "
+                   "direction.")]
     blocks += [Table(c, f, d, specs=s) for k, (c, f, d, s) in frames.items() if k.startswith("fusion_metrics_")]
     sections.append(Section("How good do the fused images look? (fusion metrics)", blocks))
     blocks = [Text(_missing_text("Fusion timing", results.missing.get("efficiency")) or

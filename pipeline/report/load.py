@@ -4,7 +4,8 @@
 stage                    files read
 =======================  ======================================================================
 fusion metrics           ``results/metrics/<method>/summary.json`` (means, directions) and, when
-                         a summary is absent, the per-image ``results/metrics/<method>/<dataset>.csv``
+                         a summary is absent, the mean of the finite values of the per-image
+                         ``results/metrics/<method>/<dataset>.csv`` (as the summary computes it)
 efficiency               ``results/fusion/<method>/<dataset>.json``
 detection                ``results/detection/<dataset>/<method>/metrics.json`` and per seed
                          ``seed_<k>/predictions.json`` (loaded lazily by :mod:`.gains`)
@@ -153,8 +154,9 @@ def _load_fusion_metrics(results: Path, out: StageResults) -> None:
                     stds[metric] = _number(stats.get("std"), summary, f"{dataset}.{metric}.std")
                 out.fusion_metrics.setdefault(dataset, {})[method] = means
                 out.fusion_std.setdefault(dataset, {})[method] = stds
-            if isinstance(obj.get("provenance"), dict):
-                out.provenance[f"metrics/{method}"] = obj["provenance"]
+            for dataset, block in (obj.get("provenance") or {}).items():    # one block per dataset
+                if isinstance(block, dict):
+                    out.provenance[f"metrics/{dataset}/{method}"] = block
             continue
         for csv in sorted(folder.glob("*.csv")):          # no summary: average the per-image rows
             try:
@@ -162,10 +164,9 @@ def _load_fusion_metrics(results: Path, out: StageResults) -> None:
             except (OSError, ValueError) as err:
                 raise DataError(f"cannot read per-image metrics CSV ({err})", csv) from err
             numeric = frame.drop(columns=[c for c in ("name", "split") if c in frame]).select_dtypes("number")
-            if "split" in frame and (frame["split"] == "test").any():
-                numeric = numeric[frame["split"] == "test"]
+            numeric = numeric.replace([np.inf, -np.inf], np.nan)      # as the summary: finite values
             out.fusion_metrics.setdefault(csv.stem, {})[method] = {c: float(numeric[c].mean()) for c in numeric}
-            out.fusion_std.setdefault(csv.stem, {})[method] = {c: float(numeric[c].std()) for c in numeric}
+            out.fusion_std.setdefault(csv.stem, {})[method] = {c: float(numeric[c].std(ddof=0)) for c in numeric}
 
 
 def _load_efficiency(results: Path, out: StageResults) -> None:
