@@ -368,6 +368,7 @@ def test_partial_results_show_missing_never_zero(tmp_path):
     write_json(path, obj)
     summary = build_report(params, tmp_path)
     assert summary["splits"]["segmentation/msrs"].startswith("WARNING")
+    assert "- segmentation/msrs: WARNING" in (tmp_path / "results/report/report.md").read_text()
     assert summary["detection"] == {} and summary["missing"]["detection"] == "not run"
     assert "detection" not in summary["gains"]
     assert summary["missing"]["segmentation"] == {"msrs": ["average", NOT_RUN]}

@@ -159,7 +159,8 @@ def build_sections(results: StageResults, gains: dict, params: dict, config: dic
                    frames: dict[str, tuple[str, object, dict, dict]]) -> list[Section]:
     """All report sections, in reading order."""
     gain_table = T.gains_frame(gains)
-    head = _headline(gains)
+    head = _headline(gains) + [f"- {where}: {text}" for where, text in _splits(results).items()
+                               if isinstance(text, str) and text.startswith("WARNING")]
     sections = [Section("In short", [Text("\n".join(head) if head else
                                           "No downstream gains are available yet (see below for what is missing)."),
                                      Text(UNITS + " ↑ means higher is better, ↓ lower is better; the best value "
