@@ -463,3 +463,17 @@ def test_report_flow_body_publishes_the_whole_folder(tmp_path, monkeypatch):
     assert {"summary.json", "report.html", "report.md", "gains.csv"} <= {p.name for p in out.iterdir()}
     assert not list((tmp_path / "results").glob(".report.partial-*"))
     assert json.loads((out / "summary.json").read_text())["gains"].keys() == summary["gains"].keys()
+
+
+def test_missing_single_modality_row_gives_no_gain_instead_of_zero(tmp_path):
+    params = synthesise(tmp_path, seed=4)
+    shutil.rmtree(tmp_path / "results/segmentation/msrs/ir")
+    summary = build_report(params, tmp_path)
+    g = summary["gains"]["segmentation"]["msrs"]["mlfuse"]
+    assert g["vs_ir"] is None and g["vs_best_single"] is None and g["best_single"] is None
+    assert g["ci95"] is None and g["ci95_vs_ir"] is None
+    vis = summary["segmentation"]["msrs"]["vis"]["mIoU"]
+    assert g["vs_vis"] == pytest.approx(g["value"] - vis) and g["ci95_vs_vis"][0] <= g["ci95_vs_vis"][1]
+    row = pd.read_csv(tmp_path / "results/report/gains.csv").set_index("system").loc["segmentation/msrs/mlfuse"]
+    assert math.isnan(row["vs_ir"]) and row["verdict"] == "no single-modality baseline"
+    assert summary["missing"]["segmentation"] == {"msrs": ["ir", NOT_RUN]}
