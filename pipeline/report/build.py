@@ -140,8 +140,9 @@ def _gain_sections(gains: dict, gain_table) -> list:
     if gain_table.empty:
         return blocks + [Text("No gains yet: they need detection or segmentation results for the fusion "
                               "methods and for both single-modality rows.")]
-    shown = gain_table.set_index("method")[["task", "dataset", "value", "vs_ir", "vs_vis", "best_single",
-                                            "vs_best_single", "ci95_low", "ci95_high", "verdict"]]
+    columns = ["task", "dataset", "value", "vs_ir", "vs_vis", "best_single", "vs_best_single", "ci95_low",
+               "ci95_high", "verdict"] + (["note"] if gain_table["note"].astype(bool).any() else [])
+    shown = gain_table.set_index("method")[columns]
     shown = shown.assign(value=shown["value"].map("{:.3f}".format),
                          **{c: shown[c].map(lambda v: "n/a" if v != v or v is None else f"{v:+.3f}")
                             for c in ("vs_ir", "vs_vis", "vs_best_single", "ci95_low", "ci95_high")})

@@ -138,6 +138,7 @@ def _add_intervals(task, rows, out, best, config) -> None:
     note = None
     if not {"ir", "vis"} & set(data):
         note = "no per-image results for the ir/vis rows"
+    common: list[str] = []
     if data:
         common = sorted(set.intersection(*(set(d.names) for d in data.values())))
         if not common:
@@ -153,8 +154,12 @@ def _add_intervals(task, rows, out, best, config) -> None:
         index = {n: i for i, n in enumerate(item.names)}
         stat = item.make_stat([index[n] for n in common])
         boot[name], full[name] = stat(weights), float(stat(ones)[0])
+    every = set().union(*(d.names for d in data.values()))
     for method, entry in out.items():
         entry["n_images"] = len(common)
+        if len(every) > len(common):
+            entry["ci_note"] = (f"only {len(common)} of {len(every)} test images have per-image results "
+                                "for every system; the interval uses those")
         if method not in data:
             entry["ci_note"] = "no per-image results for this method"
             continue

@@ -86,6 +86,7 @@ def gains_frame(gains: dict) -> pd.DataFrame:
                                 "vs_vis": g["vs_vis"], "vs_vis_ci95_low": ci_vis[0],
                                 "vs_vis_ci95_high": ci_vis[1], "vs_best_single": g["vs_best_single"],
                                 "ci95_low": ci[0], "ci95_high": ci[1], "verdict": verdict(g),
+                                "note": g.get("ci_note") or "",
                                 "n_images": g.get("n_images"), "seeds": g.get("seeds")})
     return pd.DataFrame(records)
 
