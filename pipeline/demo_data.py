@@ -217,6 +217,8 @@ def generate(out: str | Path, config: DemoConfig = DemoConfig(), workers: int | 
     """Generate the demo data into ``out`` (replacing earlier demo data there) and return the
     manifest. Refuses to replace a folder that is not FuseBench demo data."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("output path exists and is not a folder", out)
     if out.exists() and any(out.iterdir()):
         try:
             previous = json.loads((out / "manifest.json").read_text()).get("generator")

@@ -136,6 +136,8 @@ def test_cli_and_refusals(tmp_path, capsys):
     with pytest.raises(ConfigError, match="not FuseBench demo data"):
         generate(foreign, DemoConfig(m3fd_pairs=1, msrs_train=1, msrs_test=0, height=64, width=64))
     assert (foreign / "keep.txt").exists()
+    with pytest.raises(ConfigError, match="not a folder"):
+        generate(foreign / "keep.txt", DemoConfig(m3fd_pairs=1, msrs_train=1, msrs_test=0, height=64, width=64))
     with pytest.raises(ConfigError, match="divisible by 16"):
         DemoConfig(height=100)
     assert cli.main(["demo-data", "--out", str(tmp_path / "x"), "--size", "90x64"]) == 2
