@@ -1,9 +1,11 @@
 """Stage outputs that appear all at once, and resume after a failure.
 
-A stage builds each output folder in a *staging* folder beside it, named after a fingerprint of
-everything that decides its content (the params the stage reads and the source of the code that
-writes it): ``data/fused/m3fd/.ir.partial-<fingerprint>``. Only when the whole stage succeeded is
-the staging folder renamed onto the real output (one ``os.replace`` per output), so a failed or
+A stage builds each output folder in a *staging* folder beside it, inside a container named after
+a fingerprint of everything that decides its content (the params the stage reads, its inputs and
+the source of the code that writes it): ``results/metrics/.ir.partial-<fingerprint>/ir`` (same
+last name as the output, so a library that writes ``<root>/<method>/`` gets the container as its
+root). Only when the whole stage succeeded is the staging folder renamed onto the real output
+(one ``os.replace`` per output), so a failed or
 interrupted stage never leaves a half-written output that DVC would cache. Re-running the stage
 with the same fingerprint finds the staging folder again and the library's own resume logic skips
 what is already there; a different fingerprint (changed params or code) starts clean and removes
@@ -53,8 +55,9 @@ def samples_stamp(samples: Iterable) -> list:
 
 
 def staging_path(final: str | Path, key: str) -> Path:
+    """``<parent>/.<name>.partial-<key>/<name>``: where ``final`` is built."""
     final = Path(final)
-    return final.with_name(f".{final.name}{MARK}{key}")
+    return final.with_name(f".{final.name}{MARK}{key}") / final.name
 
 
 def _remove(path: Path) -> None:
@@ -86,12 +89,13 @@ def staged(finals: Sequence[str | Path], key: str) -> Iterator[list[Path]]:
     stagings = []
     for final in finals:
         final.parent.mkdir(parents=True, exist_ok=True)
-        for stale in final.parent.glob(f".{final.name}{MARK}*"):
-            if stale.name != staging_path(final, key).name:
-                _remove(stale)
         staging = staging_path(final, key)
-        staging.mkdir(exist_ok=True)
+        for stale in final.parent.glob(f".{final.name}{MARK}*"):
+            if stale != staging.parent:
+                _remove(stale)
+        staging.mkdir(parents=True, exist_ok=True)
         stagings.append(staging)
     yield stagings
     for staging, final in zip(stagings, finals):
         publish(staging, final)
+        shutil.rmtree(staging.parent, ignore_errors=True)

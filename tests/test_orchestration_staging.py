@@ -20,7 +20,7 @@ def test_outputs_appear_only_when_the_block_succeeds(tmp_path):
         assert (staging / "a.png").is_file()                   # resumed: earlier work is there
         (staging / "b.png").write_text("b")
     assert sorted(p.name for p in final.iterdir()) == ["a.png", "b.png"]
-    assert not staging_path(final, "k1").exists()
+    assert not staging_path(final, "k1").parent.exists()
 
 
 def test_changed_fingerprint_starts_clean_and_replaces_old_output(tmp_path):
@@ -33,7 +33,7 @@ def test_changed_fingerprint_starts_clean_and_replaces_old_output(tmp_path):
     (final / "previous.txt").write_text("p")
     with staged([final], "new") as (staging,):
         assert not any(staging.iterdir())
-    assert not staging_path(final, "old").exists()
+    assert not staging_path(final, "old").parent.exists()
     assert list(final.iterdir()) == []                          # previous content replaced
 
 
