@@ -15,7 +15,8 @@ Fixes of the official loader (spec section 11, items 9-10 and section 10):
 * a training set that cannot fill one batch with ``drop_last`` raises a :class:`DataError` naming the
   sets (:func:`batches_per_epoch`) instead of dividing by zero.
 
-Per-sample processing follows the recipe: 8-bit grey images (ITU-R 601 luma for colour files),
+Per-sample processing follows the recipe: 8-bit grey images (colour files reduced to PIL "L" luma
+with :func:`pipeline.fusion.colour.luma`, as the official loader and the ``mlfuse`` method do),
 one ``crop×crop`` window at the same position in image, partner and map (top-left drawn uniformly
 from ``0…W−crop`` and ``0…H−crop``, both ends inclusive), values ``/255``. The official maps were
 8-bit PNGs, so by default (``vsm_bits: 8``) the map is quantised as they were written,
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import DataError
+from pipeline.fusion.colour import luma
 from pipeline.imageio import read_image
 
 # stream ids for the seeded generators (kept apart so changing one never shifts the other)
@@ -147,8 +149,8 @@ def load_arrays(pairs: Sequence[TrainPair], crop: int, vsm_bits: int | None = 8)
     """Read every pair as 8-bit grey plus its VSM map; check sizes agree and fit one crop."""
     out = TrainArrays(list(pairs), [], [], [])
     for pair in pairs:
-        img1 = read_image(pair.img1, "gray")
-        img2 = read_image(pair.img2, "gray")
+        img1 = luma(read_image(pair.img1))
+        img2 = luma(read_image(pair.img2))
         if img1.shape != img2.shape:
             raise DataError(f"size mismatch: img2 {pair.img2.name} is {img2.shape[1]}x{img2.shape[0]} "
                             f"but img1 is {img1.shape[1]}x{img1.shape[0]}", pair.img1)

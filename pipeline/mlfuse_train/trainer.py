@@ -16,8 +16,9 @@ crop                   128 (aligned random crop of img1, img2 and the VSM map)
 lr, weight_decay       1e-4, 5e-5 (Adam, coupled L2); cosine schedule over ``epochs``
 loss_weights           edge 0.3, saliency 3, cross_modal 0.5, fusion 1
 vsm_bits               8: maps quantised as the official 8-bit PNGs were; null: float maps
-init                   ``scratch`` (seeded default init), ``official`` (fine-tune from
-                       ``official_weights``) or a checkpoint path
+init                   ``scratch`` (seeded default init) or fine-tuning from ``official`` (the
+                       published weights), ``trained`` or a checkpoint path (as the ``mlfuse`` method's
+                       ``weights`` option, :func:`pipeline.fusion.mlfuse.resolve_weights`)
 seed                   drives initialisation, shuffling and crops
 device, threads, amp   ``auto`` = CUDA if present; CPU threads (null = all); CUDA mixed precision
 channels_last          NHWC training tensors (faster on CPU; same maths, other rounding order)
@@ -66,7 +67,6 @@ log = logging.getLogger(__name__)
 #: Published values (the ``full`` profile); ``params.yaml`` ``mlfuse.train`` overrides them.
 DEFAULTS: dict = {
     "seed": 0, "device": "auto", "threads": None, "amp": False, "channels_last": True, "init": "scratch",
-    "official_weights": "../shared/weights/mlfuse/model_fuse.pth",
     "epochs": 501, "batch_size": 16, "crop": 128, "lr": 1.0e-4, "weight_decay": 5.0e-5,
     "drop_last": True, "vsm_bits": 8, "loss_weights": dict(LOSS_WEIGHTS),
     "checkpoint_every": 100, "preview_every": 100, "preview_count": 2,
@@ -103,17 +103,14 @@ def fingerprint(config: Mapping, pairs: Sequence[D.TrainPair]) -> str:
 
 
 def build_model(config: Mapping, device: str):
-    """MLFNet initialised from ``seed`` (``init: scratch``) or loaded from ``official_weights`` /
-    a checkpoint path (``init: official | PATH``, fine-tuning), in training mode on ``device``."""
+    """MLFNet initialised from ``seed`` (``init: scratch``) or loaded for fine-tuning
+    (``init: official | trained | PATH``), in training mode on ``device``."""
+    from pipeline.fusion.mlfuse import resolve_weights as weights_path
     from pipeline.fusion.mlfuse_net import MLFNet, load_mlfnet
 
     torch.manual_seed(int(config["seed"]))
     init = str(config["init"])
-    if init == "scratch":
-        model = MLFNet()
-    else:
-        path = config["official_weights"] if init == "official" else init
-        model = load_mlfnet(path)
+    model = MLFNet() if init == "scratch" else load_mlfnet(weights_path(init))
     model = model.to(device)
     if config.get("channels_last"):
         model = model.to(memory_format=torch.channels_last)
@@ -179,16 +176,11 @@ def write_losses(path: Path, history: list[dict]) -> Path:
     return write_csv(path, frame)
 
 
-def fused_to_uint8(fused: torch.Tensor) -> np.ndarray:
-    """Official post-processing of a fused H×W map: min-max, ×255, truncate (spec section 8)."""
-    from pipeline.fusion.mlfuse import to_uint8_official
-
-    return to_uint8_official(fused)
-
-
 @torch.no_grad()
 def write_previews(model, arrays: D.TrainArrays, count: int, folder: Path, device: str) -> list[Path]:
     """Fuse the first ``count`` training pairs at full size in eval mode (state untouched)."""
+    from pipeline.fusion.mlfuse import to_uint8_official  # min-max, ×255, truncate (spec section 8)
+
     was_training = model.training
     model.eval()
     written = []
@@ -196,9 +188,9 @@ def write_previews(model, arrays: D.TrainArrays, count: int, folder: Path, devic
         for i in range(min(count, len(arrays))):
             img1, img2 = (torch.from_numpy(a[i].astype(np.float32) / np.float32(255.0))[None, None].to(device)
                           for a in (arrays.img1, arrays.img2))
-            fused = model(img1, img2)[0][0, 0].float().cpu()
+            fused = model(img1, img2)[0][0, 0].float().cpu().numpy()
             pair = arrays.pairs[i]
-            written.append(write_image(folder / f"{pair.set}__{pair.name}.png", fused_to_uint8(fused)))
+            written.append(write_image(folder / f"{pair.set}__{pair.name}.png", to_uint8_official(fused)))
     finally:
         model.train(was_training)
     return written
