@@ -11,8 +11,9 @@ kind        layout
             ``<root>/<split>/labels/<name>.txt``.
 ``m3fd``    ``<root>/{Ir,Vis}/<name>.png``; boxes from ``Annotation/<name>.xml`` (Pascal VOC),
             ``labels/<name>.txt`` (YOLO, class names from ``labels/classes.txt`` or ``classes``)
-            or a COCO JSON (``annotations.json`` or ``coco``); split from ``meta/{train,val,test}.txt``
-            or a seeded rule (``split: {rule: random, ratios: [train, val, test], seed}``).
+            or COCO JSON (``annotations.json``, or ``coco_file``: a file, folder or list); split
+            from ``meta/{train,val,test}.txt``, a seeded rule (``split: {rule: random, ratios:
+            [train, val, test], seed}``) or ``split: coco`` (per-split COCO files' names).
 ``pairs``   ``<root>/{ir,vi}/<name>.*`` (RoadScene, TNO); every pair in split ``all`` unless a
             seeded rule is given.
 ``medical`` ``<root>/MRI/`` + ``<root>/{CT,PET,SPECT}/`` with equal names, or MLFuse's single-folder

@@ -110,22 +110,22 @@ def _msrs_box_folder(root: Path, split: str, view: str | None) -> tuple[Path | N
 
 
 def load_m3fd(root: Path, classes=M3FD_CLASSES, boxes: str = "auto", split=None,
-              unknown_classes: str = "error", coco_file: str | None = None, **ignored) -> PairDataset:
+              unknown_classes: str = "error", coco_file=None, **ignored) -> PairDataset:
     """M3FD: ``<root>/{Ir,Vis}``; boxes from ``Annotation/*.xml`` (VOC), ``labels/*.txt`` (YOLO,
-    names in ``labels/classes.txt``, else ``classes`` order) or a COCO JSON; split from ``meta/``
-    lists, a seeded rule or ``all``."""
+    names in ``labels/classes.txt``, else ``classes`` order) or COCO JSON (``coco_file``: a file, a
+    folder or a list; default ``annotations.json``); split from ``meta/`` lists, a seeded rule,
+    ``all``, or ``coco`` (the train/val/test word in each COCO file's name)."""
     problems: list[DataError] = []
     skipped: dict[str, int] = {}
     classes = tuple(classes)
     ir, vi = images_by_stem(root / "Ir"), images_by_stem(root / "Vis")
     stems = match_pairs(ir, vi, problems)
     source = boxes
-    coco_path = Path(coco_file) if coco_file else root / "annotations.json"
-    if not coco_path.is_absolute() and not coco_path.is_file() and (root / coco_path).is_file():
-        coco_path = root / coco_path   # a relative coco_file may be given relative to the root
+    coco_paths = _coco_paths(root, coco_file)
     if source == "auto":
         source = ("voc" if (root / "Annotation").is_dir() else "yolo" if (root / "labels").is_dir()
-                  else "coco" if coco_path.is_file() else "none")
+                  else "coco" if any(p.is_file() for p in coco_paths) else "none")
+    coco_split: dict[str, str] = {}
     box_map: dict[str, tuple[Box, ...]] = {}
     box_files: dict[str, Path] = {}
     if source == "voc":
@@ -147,21 +147,48 @@ def load_m3fd(root: Path, classes=M3FD_CLASSES, boxes: str = "auto", split=None,
                                   unknown_classes, skipped, problems)
         box_files = {s: root / "labels" / f"{s}.txt" for s in stems}
     elif source == "coco":
-        try:
-            coco = read_coco_boxes(coco_path, classes, unknown_classes, skipped)
-        except DataError as err:
-            problems.append(err)
-            coco = {}
-        box_map = {s: coco.get(s, ()) for s in stems}
-        box_files = {s: coco_path for s in stems}
+        for path in coco_paths:
+            try:
+                coco = read_coco_boxes(path, classes, unknown_classes, skipped)
+            except DataError as err:
+                problems.append(err)
+                continue
+            token = re.search(r"(train|val|test)", path.stem.lower())
+            for stem in set(coco) & set(stems):
+                if stem in box_files:
+                    problems.append(DataError(f"image {stem!r} is also in {box_files[stem].name}", path))
+                    continue
+                box_map[stem], box_files[stem] = coco[stem], path
+                if token:
+                    coco_split[stem] = token.group(1)
+        box_map = {s: box_map.get(s, ()) for s in stems}
     elif source != "none":
         raise DataError(f"unknown box source {source!r}; use auto, voc, yolo, coco or none", root)
-    assignment, split_source = _resolve_split(split, stems, root / "meta", problems)
+    if split == "coco":   # split named by the COCO files (m3fd-train.json, m3fd-val.json, ...)
+        for stem in stems:
+            if stem not in coco_split:
+                problems.append(DataError(f"pair {stem!r} is in no train/val/test COCO file", root))
+        assignment, split_source = coco_split, "coco files " + ", ".join(p.name for p in coco_paths)
+    else:
+        assignment, split_source = _resolve_split(split, stems, root / "meta", problems)
     samples = [Sample(s, assignment[s], ir[s], vi[s], None,
                       box_map.get(s, ()) if source != "none" else None, box_files.get(s))
                for s in stems if s in assignment]
     return PairDataset("m3fd", "m3fd", root, samples, classes if source != "none" else (), (),
                        IGNORE_INDEX, problems, skipped, split_source)
+
+
+def _coco_paths(root: Path, coco_file) -> list[Path]:
+    """COCO JSON files: ``coco_file`` is a file, a folder of ``*.json`` or a list of them (relative
+    paths may be given relative to the root); default ``<root>/annotations.json``."""
+    items = coco_file if isinstance(coco_file, (list, tuple)) else [coco_file or "annotations.json"]
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if not path.is_absolute() and not path.exists():
+            path = root / path
+        paths += sorted(path.glob("*.json")) if path.is_dir() else [path]
+    return paths
 
 
 def load_pairs(root: Path, ir_dir: str = "ir", vis_dir: str = "vi", split="all", **ignored) -> PairDataset:

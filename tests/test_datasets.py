@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.datasets import (M3FD_CLASSES, MSRS_SEG_CLASSES, load_configured, load_dataset,
                                read_pair, read_segmentation, seeded_split)
+from pipeline.errors import DataError
 from pipeline.imageio import write_image
 
 
@@ -137,6 +138,23 @@ def test_coco_boxes_mapped_by_name(tmp_path):
     (tmp_path / "annotations.json").rename(tmp_path / "m3fd-all.json")
     renamed = load_dataset("m3fd", tmp_path, split="all", coco_file="m3fd-all.json")   # relative to root
     assert [s.boxes for s in renamed.samples] == [s.boxes for s in ds.samples]
+
+
+def test_coco_files_per_split(tmp_path):
+    """COCO conversions of M3FD come as m3fd-{train,val,test}.json; ``split: coco`` uses them."""
+    _m3fd_images(tmp_path, ["a", "b", "c"])
+    cats = [{"id": 3, "name": "Car"}]
+    for split, names in (("train", ["a", "b"]), ("test", ["c", "zz"])):   # zz: not present here
+        coco = {"categories": cats, "images": [{"id": i, "file_name": f"{n}.png"} for i, n in enumerate(names)],
+                "annotations": [{"id": 1, "image_id": 0, "category_id": 3, "bbox": [1, 1, 5, 5]}]}
+        (tmp_path / "coco").mkdir(exist_ok=True)
+        (tmp_path / "coco" / f"m3fd-{split}.json").write_text(json.dumps(coco))
+    ds = load_dataset("m3fd", tmp_path, coco_file="coco", split="coco")
+    assert ds.splits == {"train": ["a", "b"], "test": ["c"]}
+    assert [len(s.boxes) for s in ds.samples] == [1, 0, 1] and ds.by_name("c").box_source.name == "m3fd-test.json"
+    (tmp_path / "coco" / "m3fd-test.json").unlink()
+    with pytest.raises(DataError, match="'c' is in no train/val/test COCO file"):
+        load_dataset("m3fd", tmp_path, coco_file="coco", split="coco")
 
 
 def test_seeded_split_is_deterministic_and_complete():
