@@ -1,0 +1,193 @@
+"""The fusion stage: fuse pairs with any registered method, with colour handling, resume and timing.
+
+Public functions (used by the CLI and by ``flows/fuse.py``):
+
+* :func:`fuse_pair(method, ir, vis, gray=False) -> uint8` and :func:`fuse_pair_raw` (also returns the
+  method's float output): ``ir``/``vis`` are uint8 arrays as :func:`pipeline.imageio.read_image`
+  returns them (H×W grey or H×W×3 RGB) or image paths. Colour rule: :mod:`pipeline.fusion.colour`.
+* :func:`fuse_samples(method, samples, out_dir, gray=False, dataset=None) -> stats`: writes
+  ``out_dir/<sample.name>.png`` for every :class:`pipeline.datasets.Sample` (atomic writes; an
+  existing output with the sources' size is kept, so an interrupted run resumes); tqdm progress;
+  returns ``{"images", "computed", "skipped", "seconds_per_image", "wall_seconds_per_image",
+  "gflops"}`` where seconds are measured on the fusion call only (reading/writing excluded) and
+  ``gflops`` is the mean per image at the images' sizes (0 for non-network methods).
+* :func:`run_fusion(params, methods=None, datasets=None, root=".")`: every configured dataset ×
+  method into ``data/fused/<dataset>/<method>/`` and the record
+  ``results/fusion/<method>/<dataset>.json`` = {"method", "dataset", "images", "seconds_per_image",
+  "params", "gflops", "provenance", ...} (docs/contracts). Configuration in ``params.yaml``::
+
+      fusion:
+        methods: {ir: {}, vis: {}, average: {}, max: {}, laplacian: {levels: 4}, vsm_wls: {},
+                  mlfuse: {weights: trained}}
+        datasets: [m3fd, msrs]     # default: every entry of `datasets`
+        out: data/fused            # default
+        results: results/fusion    # default
+        gray: false                # true = grey outputs even for colour visible images
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from pipeline.errors import DataError
+from pipeline.fusion import colour
+from pipeline.fusion.registry import FusionMethod, get_method
+from pipeline.imageio import read_image, write_image
+
+CHUNK = 8  # pairs read and fused per call (lets network methods batch same-size pairs)
+
+
+def read_sources(ir_path: str | Path, vis_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a pair as stored (grey H×W or RGB H×W×3) and check the sizes agree (DataError otherwise)."""
+    ir, vis = read_image(ir_path), read_image(vis_path)
+    if ir.shape[:2] != vis.shape[:2]:
+        raise DataError(f"size mismatch: infrared is {ir.shape[1]}×{ir.shape[0]}, visible {vis_path} is "
+                        f"{vis.shape[1]}×{vis.shape[0]} (width×height); the pair must be registered",
+                        ir_path)
+    return ir, vis
+
+
+def _as_array(image) -> np.ndarray:
+    return read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
+
+
+def fuse_pair_raw(method: FusionMethod, ir, vis, gray: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(8-bit fused image, raw float output) of one registered pair (see the module docstring)."""
+    ir, vis = _as_array(ir), _as_array(vis)
+    if ir.shape[:2] != vis.shape[:2]:
+        raise DataError(f"size mismatch: infrared {ir.shape[:2]} vs visible {vis.shape[:2]}")
+    y_ir, y_vis, cbcr = colour.split_pair(ir, vis)
+    raw = method.fuse(colour.to_float(y_ir), colour.to_float(y_vis))
+    return colour.merge(method.to_uint8(raw), None if gray else cbcr), raw
+
+
+def fuse_pair(method: FusionMethod, ir, vis, gray: bool = False) -> np.ndarray:
+    """8-bit fused image (RGB when a source is colour and ``gray`` is false, else grey)."""
+    return fuse_pair_raw(method, ir, vis, gray)[0]
+
+
+def _done(out: Path, shape: tuple[int, int]) -> bool:
+    from pipeline.datasets import image_header_size
+
+    try:
+        return out.is_file() and image_header_size(out) == tuple(shape)
+    except DataError:
+        return False
+
+
+def _precomputed_image(method, path: Path, ir: np.ndarray, vis: np.ndarray, gray: bool) -> np.ndarray:
+    fused = method.load(path, ir.shape[:2])
+    if fused.ndim == 3:
+        return colour.luma(fused) if gray else fused
+    cbcr = colour.split_pair(ir, vis)[2]
+    return colour.merge(fused, None if gray else cbcr)
+
+
+def fuse_samples(method: FusionMethod, samples: Iterable, out_dir: str | Path, gray: bool = False,
+                 dataset: str | None = None, progress: bool = True) -> dict:
+    """Fuse every sample into ``out_dir/<name>.png`` (resumable); returns timing stats."""
+    from tqdm import tqdm
+
+    from pipeline.datasets import image_header_size
+
+    samples = list(samples)
+    out_dir = Path(out_dir)
+    located = method.locate([s.name for s in samples], dataset) if method.kind == "precomputed" else {}
+    shapes = {s.name: image_header_size(s.vis) for s in samples}
+    todo = [s for s in samples if not _done(out_dir / f"{s.name}.png", shapes[s.name])]
+    compute = wall = 0.0
+    flops_cache: dict[tuple[int, int], float] = {}
+    flops_total = 0.0
+    bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="img",
+               desc=f"fuse {dataset or ''}/{method.name}", disable=not progress)
+    for start in range(0, len(todo), CHUNK):
+        chunk = todo[start:start + CHUNK]
+        t0 = time.perf_counter()
+        pairs = [read_sources(s.ir, s.vis) for s in chunk]
+        if method.kind == "precomputed":
+            t1 = time.perf_counter()
+            images = [_precomputed_image(method, located[s.name], ir, vis, gray)
+                      for s, (ir, vis) in zip(chunk, pairs)]
+            compute += time.perf_counter() - t1
+        else:
+            split = [colour.split_pair(ir, vis) for ir, vis in pairs]
+            inputs = [(colour.to_float(a), colour.to_float(b)) for a, b, _ in split]
+            t1 = time.perf_counter()
+            raws = method.fuse_batch(inputs)
+            compute += time.perf_counter() - t1
+            images = [colour.merge(method.to_uint8(raw), None if gray else cbcr)
+                      for raw, (_, _, cbcr) in zip(raws, split)]
+        for sample, image in zip(chunk, images):
+            shape = image.shape[:2]
+            if shape not in flops_cache:
+                flops_cache[shape] = method.gflops(*shape)
+            flops_total += flops_cache[shape]
+            write_image(out_dir / f"{sample.name}.png", image)
+        wall += time.perf_counter() - t0
+        bar.update(len(chunk))
+    bar.close()
+    n = len(todo)
+    return {"images": len(samples), "computed": n, "skipped": len(samples) - n,
+            "seconds_per_image": compute / n if n else None,
+            "wall_seconds_per_image": wall / n if n else None,
+            "gflops": flops_total / n if n else None}
+
+
+def mean_gflops(method: FusionMethod, samples: Sequence) -> float:
+    """Mean of ``method.gflops(h, w)`` over the samples' sizes (read from the file headers)."""
+    from pipeline.datasets import image_header_size
+
+    sizes: dict[tuple[int, int], int] = {}
+    for sample in samples:
+        shape = image_header_size(sample.vis)
+        sizes[shape] = sizes.get(shape, 0) + 1
+    return sum(method.gflops(*k) * v for k, v in sizes.items()) / max(1, len(samples))
+
+
+def _record(method: FusionMethod, dataset, stats: dict, previous: dict | None, params: dict) -> dict:
+    from pipeline.results import provenance
+
+    if not stats["computed"] and previous:  # everything resumed: keep the measured timing
+        stats = {**stats, **{k: previous.get(k) for k in ("seconds_per_image", "wall_seconds_per_image", "gflops")}}
+    if stats["gflops"] is None:
+        stats["gflops"] = mean_gflops(method, dataset.samples)
+    return {"method": method.name, "dataset": dataset.name, "images": stats["images"],
+            "seconds_per_image": stats["seconds_per_image"],
+            "wall_seconds_per_image": stats["wall_seconds_per_image"],
+            "params": method.params_count(), "gflops": float(stats["gflops"]),
+            "kind": method.kind, "computed": stats["computed"], "skipped": stats["skipped"],
+            "provenance": provenance(params, split=dataset.manifest().get("splits"),
+                                     method=method.metadata())}
+
+
+def run_fusion(params: dict, methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
+               root: str | Path = ".", progress: bool = True) -> list[dict]:
+    """Fuse every configured dataset × method; write images and timing records; return the records."""
+    from pipeline.config import section
+    from pipeline.datasets import load_configured
+    from pipeline.results import read_json, write_json
+
+    root = Path(root)
+    cfg = section(params, "fusion", {}) or {}
+    configured = dict(cfg.get("methods") or {})
+    names = list(methods) if methods else list(configured)
+    ds_names = list(datasets) if datasets else list(cfg.get("datasets") or (params.get("datasets") or {}))
+    out_root, res_root = root / cfg.get("out", "data/fused"), root / cfg.get("results", "results/fusion")
+    records = []
+    for ds_name in ds_names:
+        dataset = load_configured(params, ds_name)
+        for name in names:
+            method = get_method(name, **(configured.get(name) or {}))
+            stats = fuse_samples(method, dataset.samples, out_root / ds_name / name,
+                                 gray=bool(cfg.get("gray", False)), dataset=ds_name, progress=progress)
+            path = res_root / name / f"{ds_name}.json"
+            previous = read_json(path) if path.is_file() else None
+            record = _record(method, dataset, stats, previous,
+                             {"fusion": {"method": name, "options": configured.get(name) or {},
+                                         "gray": bool(cfg.get("gray", False))}})
+            write_json(path, record)
+            records.append(record)
+    return records
