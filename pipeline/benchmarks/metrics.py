@@ -1,13 +1,16 @@
 """``python -m pipeline bench metrics``: seconds per (ir, vis, fused) triple for a metrics convention.
 
-Prints one JSON line: median seconds per triple over ``--repeat`` runs (after one untimed warm-up,
-which also loads the compiled FMI kernels), per-metric medians, size, convention and peak memory.
+Prints one JSON line: median wall-clock seconds per triple over ``--repeat`` runs (after one untimed
+warm-up, which also loads the compiled FMI kernels), median CPU seconds (all threads), per-metric
+medians, size, convention, peak memory and the 1-minute load average (figures measured on a shared
+machine are noisy: compare with the load).
 Images: a deterministic synthetic infrared/visible pair with natural-image statistics (smooth
 background, textured regions, edges, sensor noise, a few saturated hot spots) and their mean fusion;
 or real files with ``--ir/--vis/--fused``.
 """
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -52,20 +55,23 @@ def run(args) -> int:
         source = "synthetic"
     names = resolve_names(args.only, args.convention)
     compute_triple(make_triple(*images, convention=args.convention), names)  # warm-up (JIT, caches)
-    totals, per_metric = [], {name: [] for name in names}
+    totals, cpu, per_metric = [], [], {name: [] for name in names}
     for _ in range(args.repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         triple = make_triple(*images, convention=args.convention)
         for name in names:
             t0 = time.perf_counter()
             compute_triple(triple, [name])
             per_metric[name].append(time.perf_counter() - t0)
         totals.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     shape = images[2].shape
     emit({
         "benchmark": "metrics", "convention": args.convention, "size": f"{shape[0]}x{shape[1]}",
         "images": source, "repeat": args.repeat, "metrics": names,
         "median_seconds_per_triple": round(median(totals), 4),
+        "median_cpu_seconds_per_triple": round(median(cpu), 4),
+        "load_average_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
         "per_metric_median_seconds": {k: round(median(v), 4) for k, v in per_metric.items()},
         "peak_rss_mb": round(peak_rss_mb(), 1),
     })

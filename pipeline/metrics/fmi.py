@@ -222,12 +222,11 @@ def _equal(x, y):
     return True
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _fmi_rows(fa, fb, ff):
+def _fmi_rows_impl(fa, fb, ff):
     """Per output row: sum over windows of (fmi_AF + fmi_BF)/2."""
     h, w = fa.shape
     rows = np.zeros(h - 2)
-    for r in numba.prange(h - 2):
+    for r in numba.prange(h - 2):  # prange is a plain range in the serial build
         aw = np.empty(9)
         bw = np.empty(9)
         fw = np.empty(9)
@@ -272,24 +271,32 @@ def _fmi_rows(fa, fb, ff):
     return rows
 
 
-def fmi_value(a: np.ndarray, b: np.ndarray, f: np.ndarray, feature: str = "edge") -> float:
-    """``analysis_fmi(a, b, f, feature, 3)``: mean per-window FMI over all 3×3 windows."""
+# rows in parallel threads (one call at a time), or serially (safe to call from many threads at once)
+_fmi_rows_parallel = numba.njit(cache=True, nogil=True, parallel=True)(_fmi_rows_impl)
+_fmi_rows_serial = numba.njit(cache=True, nogil=True)(_fmi_rows_impl)
+
+
+def fmi_value(a: np.ndarray, b: np.ndarray, f: np.ndarray, feature: str = "edge", parallel: bool = True) -> float:
+    """``analysis_fmi(a, b, f, feature, 3)``: mean per-window FMI over all 3×3 windows.
+
+    ``parallel``: spread rows over numba's threads (for one image at a time); ``False`` when the
+    caller already runs images in parallel threads."""
     fa, fb, ff = (np.ascontiguousarray(feature_map(x, feature)) for x in (a, b, f))
-    rows = _fmi_rows(fa, fb, ff)
+    rows = (_fmi_rows_parallel if parallel else _fmi_rows_serial)(fa, fb, ff)
     return float(np.sum(rows) / ((fa.shape[0] - 2) * (fa.shape[1] - 2)))
 
 
 def fmi_pixel(t: Triple) -> float:
     """FMI_pixel ↑ as the toolbox reports it: ``analysis_fmi(A, B, F)`` without a feature argument,
     whose default is ``'edge'`` — i.e. the edge-feature FMI (not raw pixels)."""
-    return fmi_value(t.a, t.b, t.f, "edge")
+    return fmi_value(t.a, t.b, t.f, "edge", t.parallel)
 
 
 def fmi_pixel_none(t: Triple) -> float:
     """FMI_pixel_none ↑ — the true pixel FMI, ``analysis_fmi(A, B, F, 'none')``."""
-    return fmi_value(t.a, t.b, t.f, "none")
+    return fmi_value(t.a, t.b, t.f, "none", t.parallel)
 
 
 def fmi_dct(t: Triple) -> float:
     """FMI_dct ↑ — ``analysis_fmi(A, B, F, 'dct')`` on whole-image orthonormal DCT coefficients."""
-    return fmi_value(t.a, t.b, t.f, "dct")
+    return fmi_value(t.a, t.b, t.f, "dct", t.parallel)

@@ -80,7 +80,8 @@ class Triple:
     """The three grey images of one evaluation, in the convention's dtype, plus a cache.
 
     ``a`` = infrared (or CT/PET/SPECT) source, ``b`` = visible (or MRI) source, ``f`` = fused.
-    ``cache`` holds intermediate results shared by several metrics (e.g. Sobel maps).
+    ``cache`` holds intermediate results shared by several metrics (e.g. Sobel maps). ``parallel``:
+    compiled kernels may use several threads (set False when images are scored in parallel threads).
     """
 
     a: np.ndarray
@@ -88,6 +89,7 @@ class Triple:
     f: np.ndarray
     convention: str
     cache: dict = field(default_factory=dict)
+    parallel: bool = True
 
     def cached(self, key, compute):
         if key not in self.cache:

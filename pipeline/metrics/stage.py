@@ -1,8 +1,9 @@
 """The metrics stage as library functions (the Prefect flow ``flows/metrics.py`` wraps these).
 
 For one dataset × fusion method: every (ir, vis, fused) triple is scored with every metric of the
-convention, in parallel over images (a process pool; each worker runs single-threaded so the pool
-uses the cores without oversubscription), and written atomically to
+convention, in parallel over images (a thread pool: NumPy, OpenCV and the compiled numba kernels
+release the GIL, and each image then runs its kernels single-threaded, so the pool uses the cores
+without oversubscription and without fork/spawn pitfalls), and written atomically to
 
 * ``<out_dir>/<method>/<dataset>.csv`` — one row per image: ``name, split, <metric columns>``;
 * ``<out_dir>/<method>/summary.json`` — ``{"convention", "directions", "datasets": {dataset:
@@ -18,9 +19,8 @@ finite (e.g. PSNR = inf for a fused image identical to both sources, MS_SSIM NaN
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -60,25 +60,13 @@ def _as_job(item) -> TripleJob:
     return TripleJob(str(name), str(split), Path(ir), Path(vis), Path(fused))
 
 
-def _single_thread_worker() -> None:
-    """Pool initialiser: one thread per worker for numba, OpenCV and BLAS."""
-    import cv2
-    import numba
-
-    numba.set_num_threads(1)
-    cv2.setNumThreads(1)
-
-
-def score_job(job: TripleJob, convention: str, names: Sequence[str]) -> dict:
+def score_job(job: TripleJob, convention: str, names: Sequence[str], parallel: bool = True) -> dict:
     """Row ``{name, split, metric: value...}`` of one triple (files read and converted once)."""
     from pipeline.metrics.inputs import load_triple
 
     triple = load_triple(job.ir, job.vis, job.fused, convention)
+    triple.parallel = parallel
     return {"name": job.name, "split": job.split, **compute_triple(triple, names)}
-
-
-def _score_star(args):
-    return score_job(*args)
 
 
 def evaluate_triples(triples: Iterable, convention: str = "matlab", only=None, workers: int | None = None,
@@ -86,7 +74,8 @@ def evaluate_triples(triples: Iterable, convention: str = "matlab", only=None, w
     """Score every triple; returns a pandas DataFrame (``name, split, metrics...``) sorted by name.
 
     ``triples``: :class:`TripleJob` or ``(name, split, ir_path, vis_path, fused_path)`` tuples.
-    ``workers``: processes (default: CPU count; 1 = in this process, with numba's threads).
+    ``workers``: threads over images (default: CPU count; 1 = one image at a time, each using
+    numba's threads).
     """
     import pandas as pd
     from tqdm import tqdm
@@ -101,13 +90,17 @@ def evaluate_triples(triples: Iterable, convention: str = "matlab", only=None, w
             rows.append(score_job(job, convention, names))
             bar.update()
     else:
-        # "spawn": numba's OpenMP thread pool in this process makes fork() unsafe
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                 initializer=_single_thread_worker) as pool:
-            for row in pool.map(_score_star, [(job, convention, names) for job in jobs], chunksize=1):
-                rows.append(row)
-                bar.update()
+        import cv2
+
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)  # the pool is the parallelism
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for row in pool.map(lambda job: score_job(job, convention, names, parallel=False), jobs):
+                    rows.append(row)
+                    bar.update()
+        finally:
+            cv2.setNumThreads(threads)
     bar.close()
     frame = pd.DataFrame(rows, columns=["name", "split", *names])
     return frame.sort_values("name", kind="stable").reset_index(drop=True)
