@@ -7,6 +7,9 @@ structural things and offsets from the background (``ir_add``) for cold things.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
 from pipeline.demo_scene import CAR_COLOURS, CLOTHES, SEG, Scene, stripes
@@ -240,17 +243,35 @@ def _guardrail(s, x, yf, size, obj, view):
         s.rect(px - bar / 2, yf - bh, px + bar / 2, yf, **ids)
 
 
-# kind -> (draw, size(t, h, w) -> (box width, box height), where, smallest depth t)
+@dataclass(frozen=True)
+class Kind:
+    """How one kind of object is drawn and placed."""
+
+    draw: Callable                  # draw(scene, x, foot_y, (box w, box h), instance id, view)
+    size: Callable                  # size(t, height, width) -> (box width, box height)
+    where: str                      # road | side (beside the road) | any
+    tmin: float                     # smallest depth of its foot row
+    label: str                      # the labelled kind (person, car, bike, lamp, cone, ...)
+    view: str = ""
+
+
 KINDS = {
-    "person": (_person, lambda t, h, w: (0.45 * h * (0.15 + 0.3 * t), h * (0.15 + 0.3 * t)), "any", 0.1),
-    "car_rear": (_car, lambda t, h, w: (w * (0.16 + 0.28 * t), 0.75 * w * (0.16 + 0.28 * t)), "road", 0.1),
-    "car_side": (_car, lambda t, h, w: (w * (0.24 + 0.34 * t), 0.42 * w * (0.24 + 0.34 * t)), "road", 0.1),
-    "bike": (_bike, lambda t, h, w: (h * (0.18 + 0.22 * t), 0.72 * h * (0.18 + 0.22 * t)), "any", 0.15),
-    "lamp": (_lamp, lambda t, h, w: (0.3 * h * (0.34 + 0.36 * t), h * (0.34 + 0.36 * t)), "side", 0.2),
-    "cone": (_cone, lambda t, h, w: (0.76 * h * (0.11 + 0.13 * t), h * (0.11 + 0.13 * t)), "any", 0.15),
-    "car_stop": (_car_stop, lambda t, h, w: (h * (0.18 + 0.2 * t), max(8.0, 0.28 * h * (0.18 + 0.2 * t))),
-                 "side", 0.4),
-    "guardrail": (_guardrail, lambda t, h, w: (w * (0.2 + 0.2 * t), h * (0.05 + 0.08 * t)), "side", 0.1),
+    "person": Kind(_person, lambda t, h, w: (0.45 * h * (0.15 + 0.3 * t), h * (0.15 + 0.3 * t)), "any", 0.1,
+                   "person"),
+    "car_rear": Kind(_car, lambda t, h, w: (w * (0.16 + 0.28 * t), 0.75 * w * (0.16 + 0.28 * t)), "road", 0.1,
+                     "car", "rear"),
+    "car_side": Kind(_car, lambda t, h, w: (w * (0.24 + 0.34 * t), 0.42 * w * (0.24 + 0.34 * t)), "road", 0.1,
+                     "car", "side"),
+    "bike": Kind(_bike, lambda t, h, w: (h * (0.18 + 0.22 * t), 0.72 * h * (0.18 + 0.22 * t)), "any", 0.15,
+                 "bike"),
+    "lamp": Kind(_lamp, lambda t, h, w: (0.3 * h * (0.34 + 0.36 * t), h * (0.34 + 0.36 * t)), "side", 0.2,
+                 "lamp"),
+    "cone": Kind(_cone, lambda t, h, w: (0.76 * h * (0.11 + 0.13 * t), h * (0.11 + 0.13 * t)), "any", 0.15,
+                 "cone"),
+    "car_stop": Kind(_car_stop, lambda t, h, w: (h * (0.18 + 0.2 * t), max(8.0, 0.28 * h * (0.18 + 0.2 * t))),
+                     "side", 0.4, "car_stop"),
+    "guardrail": Kind(_guardrail, lambda t, h, w: (w * (0.2 + 0.2 * t), h * (0.05 + 0.08 * t)), "side", 0.1,
+                      "guardrail"),
 }
 
 
@@ -260,12 +281,13 @@ def place_objects(s: Scene, counts: dict[str, int], labelled: set[str]) -> None:
     rng, h, w, hz = s.rng, s.height, s.width, s.horizon
     placed = []
     for kind, count in counts.items():
-        draw, size_of, where, tmin = KINDS[kind]
+        spec = KINDS[kind]
+        where = spec.where
         for _ in range(count):
             for _attempt in range(25):
-                t = rng.uniform(tmin, 1.0)
+                t = rng.uniform(spec.tmin, 1.0)
                 yf = hz + (h - hz) * t
-                bw, bh = size_of(t, h, w)
+                bw, bh = spec.size(t, h, w)
                 left, right = s.road_edges(yf)
                 if where == "road":
                     lo, hi = left + bw / 2, right - bw / 2
@@ -280,6 +302,6 @@ def place_objects(s: Scene, counts: dict[str, int], labelled: set[str]) -> None:
                     placed.append((yf, kind, x, (bw, bh)))
                     break
     for yf, kind, x, size in sorted(placed, key=lambda p: p[0]):
-        base = kind.split("_")[0] if kind.startswith("car_") and kind != "car_stop" else kind
-        obj = s.new_object(base).inst if base in labelled else 0
-        KINDS[kind][0](s, x, yf, size, obj, kind.split("_")[-1])
+        spec = KINDS[kind]
+        obj = s.new_object(spec.label).inst if spec.label in labelled else 0
+        spec.draw(s, x, yf, size, obj, spec.view)
