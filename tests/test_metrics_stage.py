@@ -76,6 +76,16 @@ def test_write_results_layout_and_merge(tmp_path):
     assert summary["convention"] == "matlab" and set(summary["datasets"]) == {"msrs"}
 
 
+def test_fused_methods_lists_dataset_method_folders(tmp_path):
+    from pipeline.metrics.stage import fused_methods
+
+    for dataset, method in (("msrs", "max"), ("msrs", "mean"), ("m3fd", "max")):
+        write_image(tmp_path / dataset / method / "a.png", np.zeros((4, 4), np.uint8))
+    (tmp_path / "m3fd" / "empty").mkdir()
+    assert fused_methods(tmp_path) == {"m3fd": ["max"], "msrs": ["max", "mean"]}
+    assert fused_methods(tmp_path / "missing") == {}
+
+
 def test_summary_skips_non_finite():
     frame = pd.DataFrame({"name": ["a", "b", "c"], "split": ["test"] * 3, "PSNR": [10.0, float("inf"), 20.0],
                           "MS_SSIM": [float("nan")] * 3})

@@ -53,6 +53,23 @@ def triples_for_dataset(samples: Iterable, fused_dir: str | Path, suffix: str = 
     return jobs
 
 
+def fused_methods(fused_root: str | Path) -> dict[str, list[str]]:
+    """``{dataset: [method, ...]}`` for the folders ``<fused_root>/<dataset>/<method>/`` that hold at
+    least one image (the layout of ``data/fused``), sorted by name."""
+    from pipeline.imageio import is_image
+
+    root = Path(fused_root)
+    found: dict[str, list[str]] = {}
+    if not root.is_dir():
+        return found
+    for dataset_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        methods = [m.name for m in sorted(dataset_dir.iterdir())
+                   if m.is_dir() and any(is_image(f) for f in m.iterdir())]
+        if methods:
+            found[dataset_dir.name] = methods
+    return found
+
+
 def _as_job(item) -> TripleJob:
     if isinstance(item, TripleJob):
         return item

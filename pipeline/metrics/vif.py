@@ -10,9 +10,11 @@ are first filtered ('valid') and decimated by 2. Local statistics by 'valid' fil
 ``VIF = Σ log10(1 + g²σ1²/(σv²+σn²)) / Σ log10(1 + σ1²/σn²)`` over all scales and pixels.
 
 Implementation: separable OpenCV filtering (the window is an exact outer product), statistics of F
-shared between the two sources, and the per-pixel clamps and log sums in one compiled (numba) pass. torchmetrics' ``visual_information_fidelity`` implements the same
-model but works in float32 on tensors, which moves values by more than the 1e-6 tolerance and is not
-faster on this CPU, so it is not used. A reference image without any variance (den = 0) scores 1.0
+shared between the two sources, and the per-pixel clamps and log sums in one compiled (numba) pass.
+torchmetrics' ``visual_information_fidelity`` implements the same model and was checked first: with
+float64 tensors it agrees with this implementation to ~1e-13, but took seconds per image pair on this
+2-core CPU (this one: ~20 ms); with float32 it is off by ~1.5e-5 relative (over the 1e-6 tolerance).
+So it is not used. A reference image without any variance (den = 0) scores 1.0
 for its term, as the CDDFuse evaluator defines it (MATLAB would give NaN); ``matlab`` uses the
 same rule so the result is never NaN.
 """
