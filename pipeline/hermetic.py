@@ -49,6 +49,9 @@ def offline_environment(state: Path) -> dict[str, str]:
         "YOLO_AUTOINSTALL": "False",
         "YOLO_VERBOSE": "False",
         "OMP_NUM_THREADS": threads,
+        # Sleeping, not spinning, OpenMP workers: with more busy processes than cores (a shared
+        # box, parallel DVC stages) spinning torch threads made a DeepLabV3+ step 10-50x slower.
+        "OMP_WAIT_POLICY": "PASSIVE",
         "HF_HUB_OFFLINE": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_HOME": str(state / "hf"),
