@@ -113,6 +113,21 @@ def test_ms_ssim_needs_44_pixels():
     assert 0 < compute_metrics(ir, vis, fused, only="MS_SSIM")["MS_SSIM"] <= 1
 
 
+@pytest.mark.parametrize("size", [2, 3, 6, 7, 40, 41])
+def test_small_images_give_nan_only_where_a_window_does_not_fit(size):
+    rng = np.random.default_rng(size)
+    ir = rng.integers(0, 256, (size, size + 3)).astype(np.uint8)
+    vis, fused = 255 - ir, ir // 2 + 60
+    ml = compute_metrics(ir, vis, fused, "matlab")
+    py = compute_metrics(ir, vis, fused, "cddfuse")
+    nan_ml = {k for k, v in ml.items() if math.isnan(v)}
+    nan_py = {k for k, v in py.items() if math.isnan(v)}
+    expect = {"MS_SSIM"} | ({"VIF"} if size < 41 else set())
+    expect |= {"FMI_pixel", "FMI_dct", "FMI_pixel_none"} if size < 3 else set()
+    assert nan_ml == expect
+    assert nan_py == ({"VIF"} if size < 41 else set()) | ({"SSIM"} if size < 7 else set())
+
+
 def test_directions_and_names():
     ml, py = metric_directions("matlab"), metric_directions("cddfuse")
     assert {k for k, v in ml.items() if v == "down"} == {"MSE", "Nabf", "Nabf_fused_first", "Nabf_v2022"}

@@ -280,7 +280,9 @@ def fmi_value(a: np.ndarray, b: np.ndarray, f: np.ndarray, feature: str = "edge"
     """``analysis_fmi(a, b, f, feature, 3)``: mean per-window FMI over all 3×3 windows.
 
     ``parallel``: spread rows over numba's threads (for one image at a time); ``False`` when the
-    caller already runs images in parallel threads."""
+    caller already runs images in parallel threads. Images under 3×3 (no window) give NaN."""
+    if min(np.shape(f)) < 3:
+        return math.nan
     fa, fb, ff = (np.ascontiguousarray(feature_map(x, feature)) for x in (a, b, f))
     rows = (_fmi_rows_parallel if parallel else _fmi_rows_serial)(fa, fb, ff)
     return float(np.sum(rows) / ((fa.shape[0] - 2) * (fa.shape[1] - 2)))

@@ -97,7 +97,9 @@ def compute_metrics(ir, vis, fused, convention: str = "matlab", only=None) -> di
     Arrays: ``H×W`` grey or ``H×W×3`` RGB, uint8 or float 0..255; colour is converted once with
     the convention's grey rule. ``only``: metric names (list or "EN,VIF"), default all of the
     convention. Raises :class:`~pipeline.errors.DataError` for bad images, ConfigError for unknown
-    metric names.
+    metric names. Never NaN for usable images, except where a metric's window does not fit a tiny
+    image (VIF under 41 pixels, MS_SSIM under 44, cddfuse SSIM under 7, FMI under 3); PSNR is
+    ``inf`` for a fused image identical to both sources.
     """
     names = resolve_names(only, convention)
     return compute_triple(make_triple(ir, vis, fused, convention), names)

@@ -62,10 +62,14 @@ def ssim_matlab(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def ssim(t: Triple) -> float:
-    """SSIM ↑ — ``cddfuse``: **sum** ``SSIM(F,A) + SSIM(F,B)`` with scikit-image (range up to 2);
-    ``matlab`` (ML-2023): **mean** ``0.5·ssim(F,A) + 0.5·ssim(F,B)`` with MATLAB's ``ssim``."""
+    """SSIM ↑ — ``cddfuse``: **sum** ``SSIM(F,A) + SSIM(F,B)`` with scikit-image (range up to 2;
+    NaN for images under 7 pixels); ``matlab`` (ML-2023): **mean** ``0.5·ssim(F,A) + 0.5·ssim(F,B)``
+    with MATLAB's ``ssim``."""
     if t.convention == "cddfuse":
         from scipy.ndimage import uniform_filter
+
+        if min(t.f.shape) < 7:
+            return math.nan  # scikit-image refuses images smaller than its 7×7 window
 
         stats_f = (uniform_filter(t.f, size=7), uniform_filter(t.f * t.f, size=7))
         return ssim_skimage(t.f, t.a, stats_f) + ssim_skimage(t.f, t.b, stats_f)

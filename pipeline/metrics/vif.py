@@ -94,8 +94,23 @@ def _vif_terms(ref, dist, window, mu2, sigma2_sq):
     return _vif_sums(mu1, ref_sq, cross, mu2, sigma2_sq)
 
 
+def fits_all_scales(shape: tuple[int, int]) -> bool:
+    """True when every scale's 'valid' statistics have at least one pixel (about 36 pixels and up)."""
+    size = min(shape)
+    for scale in range(1, 5):
+        n = 2 ** (5 - scale) + 1
+        if scale > 1:
+            size = (size - n + 1 + 1) // 2  # 'valid' filter, then keep every 2nd sample
+        if size - n + 1 < 1:
+            return False
+    return True
+
+
 def vif_sources(sources: list[np.ndarray], fused: np.ndarray) -> list[float]:
-    """VIF(source→fused) for each source (float64 0..255 arrays), sharing the fused statistics."""
+    """VIF(source→fused) for each source (float64 0..255 arrays), sharing the fused statistics.
+    Images too small for the four scales give NaN (the references fail on them)."""
+    if not fits_all_scales(fused.shape):
+        return [math.nan] * len(sources)
     num = [0.0] * len(sources)
     den = [0.0] * len(sources)
     pyramids = [list(_scales(s)) for s in sources]
