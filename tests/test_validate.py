@@ -103,3 +103,9 @@ def test_broken_data_one_line_per_problem(tmp_path, capsys):
     for path, fragment in expected:
         assert sum(ln.startswith(f"error: {path}: ") and fragment in ln for ln in lines) == 1
     assert "pairs per split (folders): test 2, train 2" in stdout                # summary still printed
+
+
+def test_wrong_layout_is_one_line(tmp_path, capsys):
+    generate(tmp_path / "demo", DemoConfig(m3fd_pairs=1, msrs_train=1, msrs_test=0, height=64, width=64), 1)
+    rc, _out, err = _run(capsys, "--dataset", "m3fd", "--root", tmp_path / "demo" / "MSRS")
+    assert rc == 2 and err.strip() == f"error: {tmp_path / 'demo' / 'MSRS' / 'Ir'}: folder not found"
