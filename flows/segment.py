@@ -11,9 +11,7 @@ on CUDA they are submitted together to the configured task runner. Outputs: see
 """
 from __future__ import annotations
 
-import sys
-
-from flows._common import main_entry, run_inline, run_units, stage_flow
+from flows._common import method_entry, run_inline, run_units, stage_flow
 
 
 @stage_flow("segment")
@@ -35,11 +33,7 @@ def segment_flow(params: dict, method: str | None = None, dataset: str | None = 
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    method = dict(a.split("=", 1) for a in argv if "=" in a).get("method")
-    if not any(a.startswith("summary_name=") for a in argv):
-        argv.append(f"summary_name=segment_{method}" if method else "summary_name=segment")
-    main_entry(segment_flow, argv)
+    method_entry(segment_flow, argv)
 
 
 if __name__ == "__main__":

@@ -61,13 +61,10 @@ class Job:
 
 
 def method_names(params: Mapping) -> list[str]:
-    """``segmentation.methods`` if set, else ``ir``, ``vis`` and every ``fusion.methods`` entry."""
-    chosen = section(params, "segmentation.methods")
-    if chosen:
-        names = list(chosen)
-    else:
-        names = ["ir", "vis", *(section(params, "fusion.methods") or {})]
-    return list(dict.fromkeys(str(n) for n in names))
+    """Methods to evaluate: ``ir`` and ``vis`` first (always, the reference rows), then
+    ``segmentation.methods`` when given, else every ``fusion.methods`` entry, without repeats."""
+    chosen = section(params, "segmentation.methods") or list(section(params, "fusion.methods") or {})
+    return list(dict.fromkeys(["ir", "vis", *(str(n) for n in chosen)]))
 
 
 def make_job(cfg: Mapping, dataset: PairDataset, method: str, items: Sequence[SegItem],
@@ -189,7 +186,8 @@ def aggregate(job: Job, seeds: Sequence[int]) -> dict:
     for name in job.classes:
         mean["IoU"][name], std["IoU"][name], _ = M.mean_std([_num(r["IoU"][name]) for r in records])
     pooled = per_seed.sum(axis=(0, 1))
-    absent = sorted({a for r in records for a in r["absent_classes"]}, key=job.classes.index)
+    # absent in every seed: the mean IoU is null; absent in some seeds only: mean of the others
+    absent = [c for c in job.classes if all(c in r["absent_classes"] for r in records)]
     result = {
         "dataset": job.dataset, "method": job.method, "class_names": list(job.classes),
         "background_class": job.classes[0], "ignore_index": job.ignore_index,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -140,6 +141,7 @@ def train_seed(cfg: Mapping, items: Sequence[SegItem], n_classes: int, seed: int
         loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, drop_last=True,
                                              generator=generator, num_workers=int(tcfg["num_workers"]))
         model.train()
+        began = time.perf_counter()
         running, bar = 0.0, tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{tcfg['epochs']}",
                                  disable=not progress, leave=False)
         for step, (x, y) in enumerate(bar):
@@ -152,7 +154,8 @@ def train_seed(cfg: Mapping, items: Sequence[SegItem], n_classes: int, seed: int
             optimizer.step()
             running += float(loss.detach())
             bar.set_postfix(loss=f"{running / (step + 1):.4f}", lr=f"{lr:.2e}")
-        history.append({"epoch": epoch, "loss": running / steps, "lr": lr})
+        history.append({"epoch": epoch, "loss": running / steps, "lr": lr,
+                        "seconds": round(time.perf_counter() - began, 3)})
         log.info("%s epoch %d: loss %.4f", desc, epoch, running / steps)
         if (epoch + 1) % int(tcfg["checkpoint_every"]) == 0 or epoch + 1 == int(tcfg["epochs"]):
             save_torch(ckpt_dir / LAST_NAME, {"format": CHECKPOINT_FORMAT, "fingerprint": fp, "epoch": epoch,
