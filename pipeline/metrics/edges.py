@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 from pipeline.metrics.filters import correlate3
@@ -54,31 +55,72 @@ def qabf(t: Triple) -> float:
     return float(np.sum(q_af * g_a + q_bf * g_b) / den)
 
 
-_NABF_V = ((-1 / 8, 0, 1 / 8), (-2 / 8, 0, 2 / 8), (-1 / 8, 0, 1 / 8))
-_NABF_H = ((-1 / 8, -2 / 8, -1 / 8), (0, 0, 0), (1 / 8, 2 / 8, 1 / 8))
-
-
 def nabf_gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``sobel_fn.m``: mirror-extended 3×3 correlation with the /8 Sobel masks → (strength, angle);
-    angle = ``atan(gv/gh)`` (±π/2 where gh = 0), 0 where both are 0."""
-    image = np.asarray(image, dtype=np.float64)
-    gv = correlate3(image, _NABF_V, "mirror")
-    gh = correlate3(image, _NABF_H, "mirror")
-    strength = np.sqrt(gh * gh + gv * gv)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        angle = np.arctan(gv / gh)
-    angle[(gv == 0) & (gh == 0)] = 0.0
+    angle = ``atan(gv/gh)`` (±π/2 where gh = 0), 0 where both are 0. Compiled loop; products are
+    accumulated row by row as in :func:`~pipeline.metrics.filters.correlate3` (on [0,1] data the
+    rounding decides ties between equal strengths, as in the toolbox)."""
+    return _nabf_gradients(np.ascontiguousarray(image, dtype=np.float64))
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _nabf_gradients(x):
+    h, w = x.shape
+    strength = np.empty((h, w))
+    angle = np.empty((h, w))
+    for i in range(h):
+        for j in range(w):
+            gv = 0.0
+            gh = 0.0
+            for dy in range(3):
+                ii = i + dy - 1
+                ii = 1 if ii < 0 else (h - 2 if ii >= h else ii)  # mirror, border not repeated
+                for dx in range(3):
+                    jj = j + dx - 1
+                    jj = 1 if jj < 0 else (w - 2 if jj >= w else jj)
+                    kv = (dx - 1) * (2.0 if dy == 1 else 1.0) / 8  # [-1 0 1; -2 0 2; -1 0 1]/8
+                    kh = (dy - 1) * (2.0 if dx == 1 else 1.0) / 8  # its transpose
+                    if kv != 0:
+                        gv += kv * x[ii, jj]
+                    if kh != 0:
+                        gh += kh * x[ii, jj]
+            strength[i, j] = math.sqrt(gh * gh + gv * gv)
+            angle[i, j] = 0.0 if (gv == 0 and gh == 0) else math.atan(gv / gh)
     return strength, angle
 
 
-def _nabf_preservation(g_x, a_x, g_f, a_f):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(g_x > g_f, g_f / g_x, g_x / g_f)
-    ratio[(g_x == 0) | (g_f == 0)] = 0.0
-    orientation = np.abs(np.abs(a_x - a_f) - math.pi / 2) * 2 / math.pi
-    q_g = 0.9999 / (1 + np.exp(-19 * (ratio - 0.5)))
-    q_a = 0.9995 / (1 + np.exp(-22 * (orientation - 0.5)))
-    return np.sqrt(q_g * q_a)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _nabf_q(g_x, a_x, g_f, a_f):
+    """Edge preservation Q_XF of ``analysis_nabf.m`` for one pixel (sigmoids 19/0.5 and 22/0.5)."""
+    if g_x == 0 or g_f == 0:
+        ratio = 0.0
+    elif g_x > g_f:
+        ratio = g_f / g_x
+    else:
+        ratio = g_x / g_f
+    orientation = abs(abs(a_x - a_f) - math.pi / 2) * 2 / math.pi
+    q_g = 0.9999 / (1 + math.exp(-19 * (ratio - 0.5)))
+    q_a = 0.9995 / (1 + math.exp(-22 * (orientation - 0.5)))
+    return math.sqrt(q_g * q_a)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _nabf_sums(g1, a1, g2, a2, gf, af):
+    """(artefact sum, weight sum) over all pixels, one pass; Q is only needed where g_F exceeds
+    both source strengths."""
+    artefacts = 0.0
+    weights = 0.0
+    h, w = g1.shape
+    for i in range(h):
+        for j in range(w):
+            w1 = g1[i, j] ** 1.5 if g1[i, j] >= 2 else 0.001
+            w2 = g2[i, j] ** 1.5 if g2[i, j] >= 2 else 0.001
+            weights += w1 + w2
+            if gf[i, j] > g1[i, j] and gf[i, j] > g2[i, j]:
+                q1 = _nabf_q(g1[i, j], a1[i, j], gf[i, j], af[i, j])
+                q2 = _nabf_q(g2[i, j], a2[i, j], gf[i, j], af[i, j])
+                artefacts += (1 - q1) * w1 + (1 - q2) * w2
+    return artefacts, weights
 
 
 def nabf_value(fused: np.ndarray, src1: np.ndarray, src2: np.ndarray) -> float:
@@ -93,12 +135,8 @@ def nabf_value(fused: np.ndarray, src1: np.ndarray, src2: np.ndarray) -> float:
 def nabf_from_gradients(grad1, grad2, grad_f) -> float:
     """N_ABF from precomputed (strength, angle) of source 1, source 2 and the fused image."""
     (g1, a1), (g2, a2), (gf, af) = grad1, grad2, grad_f
-    q1 = _nabf_preservation(g1, a1, gf, af)
-    q2 = _nabf_preservation(g2, a2, gf, af)
-    w1 = np.where(g1 >= 2, g1 ** 1.5, 0.001)
-    w2 = np.where(g2 >= 2, g2 ** 1.5, 0.001)
-    artefact = (gf > g1) & (gf > g2)
-    return float(np.sum(artefact * ((1 - q1) * w1 + (1 - q2) * w2)) / np.sum(w1 + w2))
+    artefacts, weights = _nabf_sums(g1, a1, g2, a2, gf, af)
+    return float(artefacts / weights)
 
 
 def _grads(t: Triple, scale: float = 1.0):

@@ -83,7 +83,7 @@ def feature_map(image: np.ndarray, feature: str) -> np.ndarray:
     raise ValueError(f"unknown FMI feature {feature!r}; choose one of {FEATURES}")
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _normalise(window, out):
     lo = window[0]
     hi = window[0]
@@ -94,7 +94,7 @@ def _normalise(window, out):
         out[k] = 1.0 if hi == lo else (window[k] - lo) / (hi - lo)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _marginals(w, pdf, cdf, logs):
     """Fill PDF (window / MATLAB-ordered ``sum(sum(.))``), CDF and log2(PDF); return (entropy, sd)
     where sd is the population sd of the PDF with positions 1..9 as the variable."""
@@ -118,7 +118,7 @@ def _marginals(w, pdf, cdf, logs):
     return entropy, math.sqrt(var) if var > 0 else 0.0
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _fmi_core(buf, hx, sdx, hf, sdf, cells_i, cells_j, cells_u):
     """FMI of one pair of normalised windows whose marginals (:func:`_marginals`) are in ``buf``:
     rows 0-2 = source PDF/CDF/log2 PDF, rows 3-5 = fused; row 6 is work space.
@@ -214,7 +214,7 @@ def _fmi_core(buf, hx, sdx, hf, sdf, cells_i, cells_j, cells_u):
     return 2.0 * mi / (hx + hf)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _equal(x, y):
     for k in range(9):
         if x[k] != y[k]:
@@ -272,8 +272,8 @@ def _fmi_rows_impl(fa, fb, ff):
 
 
 # rows in parallel threads (one call at a time), or serially (safe to call from many threads at once)
-_fmi_rows_parallel = numba.njit(cache=True, nogil=True, parallel=True)(_fmi_rows_impl)
-_fmi_rows_serial = numba.njit(cache=True, nogil=True)(_fmi_rows_impl)
+_fmi_rows_parallel = numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")(_fmi_rows_impl)
+_fmi_rows_serial = numba.njit(cache=True, nogil=True, error_model="numpy")(_fmi_rows_impl)
 
 
 def fmi_value(a: np.ndarray, b: np.ndarray, f: np.ndarray, feature: str = "edge", parallel: bool = True) -> float:

@@ -76,7 +76,7 @@ def ssim(t: Triple) -> float:
     return 0.5 * ssim_matlab(t.f, t.a) + 0.5 * ssim_matlab(t.f, t.b)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _mef_quality_mean(s, g, big_c):
     """Mean MEF-SSIM quality over the valid map from box sums ``s`` (S1, S2, S11, S12, S22 over 121
     pixels) and Gaussian-weighted sums ``g`` (G1, G2, Gf, G11, G12, G22, Gff, G1f, G2f); one pass."""

@@ -43,7 +43,7 @@ def _scales(image: np.ndarray):
         yield window, current
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _vif_sums(mu1, ref_sq, cross, mu2, sigma2_sq):
     """Per-pixel LIVE clamps and the two log10 sums of one scale, in one pass (float64).
 
