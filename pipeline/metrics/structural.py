@@ -44,21 +44,34 @@ def ssim_skimage(x: np.ndarray, y: np.ndarray, stats_x=None) -> float:
     return float(s[3:-3, 3:-3].mean(dtype=np.float64))
 
 
-def ssim_matlab(x: np.ndarray, y: np.ndarray) -> float:
+def ssim_matlab(x: np.ndarray, y: np.ndarray, stats_x=None) -> float:
     """MATLAB Image Processing Toolbox ``ssim(x, y)`` on double images holding 0..255 values:
     Gaussian weights σ = 1.5 on 11×11, ``imfilter`` replicate borders, C1 = (0.01·L)², C2 = (0.03·L)²
-    with **L = 1** (the class-double default), C3 = C2/2, mean over the full-size map."""
+    with **L = 1** (the class-double default), C3 = C2/2, mean over the full-size map.
+    ``stats_x`` = filtered (x, x²) when shared between calls; the per-pixel formula runs compiled."""
     window = gaussian_1d(11, 1.5)
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    mu_x = sep_filter(x, window, "replicate")
+    if stats_x is None:
+        stats_x = (sep_filter(x, window, "replicate"), sep_filter(x * x, window, "replicate"))
     mu_y = sep_filter(y, window, "replicate")
-    mu_x2, mu_y2, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
-    sigma_x2 = sep_filter(x * x, window, "replicate") - mu_x2
-    sigma_y2 = sep_filter(y * y, window, "replicate") - mu_y2
-    sigma_xy = sep_filter(x * y, window, "replicate") - mu_xy
-    num = (2 * mu_xy + c1) * (2 * sigma_xy + c2)
-    den = (mu_x2 + mu_y2 + c1) * (sigma_x2 + sigma_y2 + c2)
-    return float(np.mean(num / den))
+    yy = sep_filter(y * y, window, "replicate")
+    xy = sep_filter(x * y, window, "replicate")
+    return float(_ssim_map_mean(stats_x[0], stats_x[1], mu_y, yy, xy, 0.01 ** 2, 0.03 ** 2))
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _ssim_map_mean(mu_x, xx, mu_y, yy, xy, c1, c2):
+    """Mean of ((2μxμy + C1)(2σxy + C2)) / ((μx² + μy² + C1)(σx² + σy² + C2)) over the map."""
+    h, w = mu_x.shape
+    total = 0.0
+    for i in range(h):
+        for j in range(w):
+            mx = mu_x[i, j]
+            my = mu_y[i, j]
+            sxx = xx[i, j] - mx * mx
+            syy = yy[i, j] - my * my
+            sxy = xy[i, j] - mx * my
+            total += ((2 * (mx * my) + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return total / (h * w)
 
 
 def ssim(t: Triple) -> float:
@@ -73,7 +86,9 @@ def ssim(t: Triple) -> float:
 
         stats_f = (uniform_filter(t.f, size=7), uniform_filter(t.f * t.f, size=7))
         return ssim_skimage(t.f, t.a, stats_f) + ssim_skimage(t.f, t.b, stats_f)
-    return 0.5 * ssim_matlab(t.f, t.a) + 0.5 * ssim_matlab(t.f, t.b)
+    window = gaussian_1d(11, 1.5)
+    stats_f = (sep_filter(t.f, window, "replicate"), sep_filter(t.f * t.f, window, "replicate"))
+    return 0.5 * ssim_matlab(t.f, t.a, stats_f) + 0.5 * ssim_matlab(t.f, t.b, stats_f)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
