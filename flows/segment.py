@@ -26,7 +26,7 @@ def segment_flow(params: dict, method: str | None = None, dataset: str | None = 
         units = [(f"{name}:seed{seed}", (job, seed, k == 0)) for k, seed in enumerate(seeds)]
         batches = [[unit] for unit in units] if job.device == "cpu" else [units]
         for batch in batches:
-            run_units("segment", run_seed, batch).raise_if_failed()
+            run_units("segment", run_seed, batch, retries=0).raise_if_failed()
         results[name] = run_inline("segment", f"{name}:aggregate", aggregate, job, seeds)
         print(f"segment {name}: mIoU {results[name]['mIoU']:.4f} (seeds {seeds})")
     return results

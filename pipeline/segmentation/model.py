@@ -67,6 +67,9 @@ def resolve_config(config: Mapping | None) -> dict:
     seeds = cfg["seeds"]
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"segmentation.seeds must be a non-empty list of integers, got {seeds!r}")
+    if cfg["model"]["in_channels"] != 3:
+        raise ConfigError("segmentation.model.in_channels must be 3: fused images enter as RGB "
+                          "(grey images are replicated to three channels)")
     if cfg["model"]["output_stride"] not in (8, 16):
         raise ConfigError("segmentation.model.output_stride must be 8 or 16")
     if cfg["eval"]["pad_multiple"] % 16:
