@@ -53,12 +53,13 @@ def test_write_results_layout_and_merge(tmp_path):
     jobs = _write_set(tmp_path / "data", colour_fused=False)
     frame = evaluate_triples(jobs, "cddfuse", workers=1, progress=False)
     out = tmp_path / "results" / "metrics"
-    csv_path, summary_path = write_metric_results(frame, out, "msrs", "max", "cddfuse", params={"a": 1})
+    assert frame.attrs["convention"] == "cddfuse"
+    csv_path, summary_path = write_metric_results(frame, out, "msrs", "max", {"a": 1})
     assert csv_path == out / "max" / "msrs.csv" and summary_path == out / "max" / "summary.json"
     back = pd.read_csv(csv_path)
     assert list(back.columns) == ["name", "split", *metric_names("cddfuse")]
     assert np.allclose(back["VIF"], frame["VIF"])
-    write_metric_results(frame.iloc[:2], out, "m3fd", "max", "cddfuse")
+    write_metric_results(frame.iloc[:2], out, "m3fd", "max", convention="cddfuse")
     summary = json.loads(summary_path.read_text())
     assert summary["convention"] == "cddfuse"
     assert summary["directions"]["MSE"] == "down" and summary["directions"]["EN"] == "up"
@@ -70,8 +71,7 @@ def test_write_results_layout_and_merge(tmp_path):
     assert summary["provenance"]["msrs"]["params"] == {"a": 1}
     assert "versions" in summary["provenance"]["m3fd"]
     # another convention replaces the summary instead of mixing conventions
-    write_metric_results(evaluate_triples(jobs, "matlab", only="EN", workers=1, progress=False), out, "msrs",
-                         "max", "matlab")
+    write_metric_results(evaluate_triples(jobs, "matlab", 1, only="EN", progress=False), out, "msrs", "max")
     summary = json.loads(summary_path.read_text())
     assert summary["convention"] == "matlab" and set(summary["datasets"]) == {"msrs"}
 

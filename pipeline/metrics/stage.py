@@ -86,9 +86,10 @@ def score_job(job: TripleJob, convention: str, names: Sequence[str], parallel: b
     return {"name": job.name, "split": job.split, **compute_triple(triple, names)}
 
 
-def evaluate_triples(triples: Iterable, convention: str = "matlab", only=None, workers: int | None = None,
+def evaluate_triples(triples: Iterable, convention: str = "matlab", workers: int | None = None, *, only=None,
                      progress: bool = True):
-    """Score every triple; returns a pandas DataFrame (``name, split, metrics...``) sorted by name.
+    """Score every triple; returns a pandas DataFrame (``name, split, metrics...``) sorted by name,
+    with ``frame.attrs["convention"]`` set.
 
     ``triples``: :class:`TripleJob` or ``(name, split, ir_path, vis_path, fused_path)`` tuples.
     ``workers``: threads over images (default: CPU count; 1 = one image at a time, each using
@@ -120,7 +121,9 @@ def evaluate_triples(triples: Iterable, convention: str = "matlab", only=None, w
             cv2.setNumThreads(threads)
     bar.close()
     frame = pd.DataFrame(rows, columns=["name", "split", *names])
-    return frame.sort_values("name", kind="stable").reset_index(drop=True)
+    frame = frame.sort_values("name", kind="stable").reset_index(drop=True)
+    frame.attrs["convention"] = convention
+    return frame
 
 
 def summarise(frame, metrics: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
@@ -138,13 +141,15 @@ def summarise(frame, metrics: Sequence[str] | None = None) -> dict[str, dict[str
     return out
 
 
-def write_metric_results(frame, out_dir: str | Path, dataset: str, method: str, convention: str = "matlab",
-                         params: dict | None = None, split: dict | None = None) -> tuple[Path, Path]:
+def write_metric_results(frame, out_dir: str | Path, dataset: str, method: str, params: dict | None = None, *,
+                         convention: str | None = None, split: dict | None = None) -> tuple[Path, Path]:
     """Write ``<out_dir>/<method>/<dataset>.csv`` and merge ``dataset`` into ``summary.json``.
 
-    Returns (csv path, summary path). A summary written with another convention is replaced, not
-    mixed. ``params``/``split`` go into the provenance block.
+    Returns (csv path, summary path). ``convention`` defaults to ``frame.attrs["convention"]`` (set by
+    :func:`evaluate_triples`), else ``matlab``. A summary written with another convention is
+    replaced, not mixed. ``params``/``split`` go into the provenance block.
     """
+    convention = convention or frame.attrs.get("convention", "matlab")
     from pipeline.results import provenance, read_json, write_csv, write_json
 
     method_dir = Path(out_dir) / method
@@ -175,9 +180,10 @@ def evaluate_method(samples: Iterable, fused_dir: str | Path, out_dir: str | Pat
     jobs = triples_for_dataset(samples, fused_dir)
     if not jobs:
         raise DataError("no samples to score", fused_dir)
-    frame = evaluate_triples(jobs, convention, only, workers, progress)
+    frame = evaluate_triples(jobs, convention, workers, only=only, progress=progress)
     splits: dict[str, int] = {}
     for job in jobs:
         splits[job.split] = splits.get(job.split, 0) + 1
-    write_metric_results(frame, out_dir, dataset, method, convention, params, {"images_per_split": splits})
+    write_metric_results(frame, out_dir, dataset, method, params, convention=convention,
+                         split={"images_per_split": splits})
     return frame
