@@ -24,8 +24,9 @@ mean of nine 1/9 is not exactly 1/9, so c = 1 (not 0) and that window scores 1, 
 
 Speed: the windows are evaluated in a compiled (numba) loop, parallel over rows. The Fréchet bounds
 put mass on at most 17 "staircase" cells (the merge of the two CDFs); all other cells hold
-(1−φ)p_i q_j, whose entropy sum has a closed form from the marginal entropies. So each window
-needs ~36 logarithms instead of 81+, with the same values up to rounding (≈1e-15).
+(1−φ)p_i q_j, whose entropy sum has a closed form from the marginal entropies. The fused window's
+marginals are shared by the A and B branches. So a window pair needs about 25–35 logarithms instead
+of 81+ per branch, with the same values up to rounding (≈1e-15).
 """
 from __future__ import annotations
 
