@@ -79,3 +79,17 @@ def test_fine_tuning_from_official_weights(real_pairs, shared, monkeypatch):
     arrays = D.load_arrays(real_pairs, 64)
     scratch = _fixed_batch_loss(MLFNet(), arrays, 64)
     assert _fixed_batch_loss(model, arrays, 64) < scratch  # the published weights already fit the recipe
+
+
+def test_training_sets_from_configured_datasets_and_splits(shared_data):
+    from pipeline.errors import DataError
+
+    params = {"datasets": {"msrs": {"kind": "msrs", "root": str(shared_data / "MSRS"), "task": "segmentation"}}}
+    sets = D.load_training_sets(params, ["msrs"], ["train"])
+    assert list(sets) == ["msrs"] and len(sets["msrs"]) == 48
+    assert {s.split for s in sets["msrs"]} == {"train"}
+    inline = D.load_training_sets({}, {"rs": {"kind": "pairs", "root": str(shared_data / "RoadScene")}}, ["all"])
+    assert len(inline["rs"]) == 166 and inline["rs"] == sorted(inline["rs"], key=lambda s: s.name)
+    with pytest.raises(DataError, match="no pairs in split") as err:
+        D.load_training_sets(params, ["msrs"], ["val"])
+    assert err.value.path.endswith("MSRS")

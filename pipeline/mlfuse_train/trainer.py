@@ -314,11 +314,12 @@ def train_from_params(params: Mapping, resume: bool = True, progress: bool = Tru
                       out_dir: str | Path = "models/mlfuse", results_dir: str | Path = "results/mlfuse_train") -> Path:
     """Train from a resolved ``params.yaml`` (:func:`pipeline.config.load_params`): the training sets
     ``mlfuse.train.sets`` (their ``splits``), VSM maps under ``mlfuse.train.vsm_root``, then :func:`train`.
-    ``mlfuse.train.device`` falls back to the top-level ``device``."""
+    ``mlfuse.train.device`` and ``seed`` fall back to the top-level ``device`` and ``seed``."""
     from pipeline.config import section
 
     config = dict(section(params, "mlfuse.train", {}) or {})
     config.setdefault("device", params.get("device", "auto"))
+    config.setdefault("seed", params.get("seed", DEFAULTS["seed"]))
     cfg = resolve_config(config)
     if not cfg["sets"]:
         raise ConfigError("mlfuse.train.sets is empty: name the training pair sets (datasets entries)")
