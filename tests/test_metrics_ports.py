@@ -144,3 +144,9 @@ def test_cddfuse_ssim_is_scikit_image():
     a, b, f = (x.astype(np.float32) for x in _small_triple(5, 40, 37))
     assert structural.ssim_skimage(f, a) == structural_similarity(f, a, data_range=2)
     assert structural.ssim_skimage(f, b) == structural_similarity(f, b, data_range=2)
+
+
+def test_fmi_parallel_and_serial_kernels_agree_exactly():
+    a, b, f = _small_triple(2, 40, 45)
+    for feature in ("none", "dct"):
+        assert fmi.fmi_value(a, b, f, feature, parallel=True) == fmi.fmi_value(a, b, f, feature, parallel=False)
