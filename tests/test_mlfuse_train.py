@@ -106,6 +106,10 @@ def test_crops_seeded_aligned_and_independent_of_global_rng(tiny_pairs):
     np.testing.assert_array_equal(first[1][1, 0].numpy(), arrays.img2[2][y:y + 32, x:x + 32] / np.float32(255))
     np.testing.assert_array_equal(first[2][1, 0].numpy(), arrays.vsm2[2][y:y + 32, x:x + 32] / np.float32(255))
     assert first[0].shape == (2, 1, 32, 32) and first[0].dtype == torch.float32
+    float_maps = D.load_arrays(tiny_pairs, crop=32, vsm_bits=None)
+    vsm = D.make_batch(float_maps, [0, 2], 32, seed=5, epoch=3)[2]
+    np.testing.assert_array_equal(vsm[1, 0].numpy(), float_maps.vsm2[2][y:y + 32, x:x + 32])
+    assert float_maps.vsm2[2].dtype == np.float32
 
 
 def test_crop_origin_covers_both_ends_inclusive():
