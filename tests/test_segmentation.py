@@ -84,6 +84,7 @@ def tiny(tmp_path_factory) -> Path:
     ({"train": {"optimizer": "adam"}}, "sgd"),
     ({"seeds": []}, "seeds"),
     ({"modell": {}}, "unknown key 'modell'"),
+    ({"model": {"in_channels": 1}}, "must be 3"),
 ])
 def test_bad_settings_are_config_errors(override, message):
     with pytest.raises(ConfigError, match=message):
