@@ -146,15 +146,21 @@ def read_segmentation(sample: Sample, n_classes: int, image_shape: tuple[int, in
     if sample.seg_label is None:
         raise DataError("no segmentation label for this image", sample.vis)
     label = read_label_image(sample.seg_label)
-    if image_shape is not None and label.shape[:2] != tuple(image_shape[:2]):
-        raise DataError(f"label is {label.shape[1]}x{label.shape[0]} but its image is "
-                        f"{image_shape[1]}x{image_shape[0]}", sample.seg_label)
+    if image_shape is not None:
+        check_label_size(sample, label.shape, image_shape)
     values = np.unique(label)
     bad = [int(v) for v in values if v >= n_classes and v != ignore_index]
     if bad:
         raise DataError(f"label id(s) {bad} outside the class list 0..{n_classes - 1} "
                         f"(ignore id {ignore_index})", sample.seg_label)
     return label
+
+
+def check_label_size(sample: Sample, label_shape: tuple[int, ...], image_shape: tuple[int, ...]) -> None:
+    """Raise :class:`DataError` naming the label file unless it has its image's height and width."""
+    if tuple(label_shape[:2]) != tuple(image_shape[:2]):
+        raise DataError(f"label is {label_shape[1]}x{label_shape[0]} but its image is "
+                        f"{image_shape[1]}x{image_shape[0]}", sample.seg_label)
 
 
 def check_boxes(sample: Sample, width: int, height: int) -> list[DataError]:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.datasets import (PairDataset, Sample, check_boxes, check_pair_sizes, image_header,
-                               load_dataset, read_segmentation)
+from pipeline.datasets import (PairDataset, Sample, check_boxes, check_label_size, check_pair_sizes,
+                               image_header, load_dataset, read_segmentation)
 from pipeline.errors import DataError
 from pipeline.imageio import read_image
 
@@ -141,10 +141,7 @@ def check_sample(dataset: PairDataset, sample: Sample, deep: bool = True) -> _Pa
                                           dataset.ignore_index)
                 out.pixels = np.bincount(label.ravel(), minlength=_LABELS)
             else:
-                label_h, label_w, _mode = image_header(sample.seg_label)
-                if (label_h, label_w) != (height, width):
-                    raise DataError(f"label is {label_w}x{label_h} but its image is {width}x{height}",
-                                    sample.seg_label)
+                check_label_size(sample, image_header(sample.seg_label), (height, width))
         except DataError as err:
             out.problems.append(err)
     return out

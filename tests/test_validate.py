@@ -109,3 +109,11 @@ def test_wrong_layout_is_one_line(tmp_path, capsys):
     generate(tmp_path / "demo", DemoConfig(m3fd_pairs=1, msrs_train=1, msrs_test=0, height=64, width=64), 1)
     rc, _out, err = _run(capsys, "--dataset", "m3fd", "--root", tmp_path / "demo" / "MSRS")
     assert rc == 2 and err.strip() == f"error: {tmp_path / 'demo' / 'MSRS' / 'Ir'}: folder not found"
+
+
+def test_quick_mode_checks_label_sizes(tmp_path, capsys):
+    generate(tmp_path / "demo", DemoConfig(m3fd_pairs=1, msrs_train=2, msrs_test=0, height=64, width=64), 1)
+    label = _files(tmp_path / "demo" / "MSRS" / "train" / "Segmentation_labels")[0]
+    write_image(label, np.zeros((48, 64), np.uint8))
+    rc, _out, err = _run(capsys, "--dataset", "msrs", "--root", tmp_path / "demo" / "MSRS", "--quick")
+    assert rc == 1 and f"error: {label}: label is 64x48 but its image is 64x64" in err
