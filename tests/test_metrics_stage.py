@@ -54,7 +54,7 @@ def test_write_results_layout_and_merge(tmp_path):
     frame = evaluate_triples(jobs, "cddfuse", workers=1, progress=False)
     out = tmp_path / "results" / "metrics"
     assert frame.attrs["convention"] == "cddfuse"
-    csv_path, summary_path = write_metric_results(frame, out, "msrs", "max", {"a": 1})
+    csv_path, summary_path = write_metric_results(frame, out, "msrs", "max", params={"a": 1})
     assert csv_path == out / "max" / "msrs.csv" and summary_path == out / "max" / "summary.json"
     back = pd.read_csv(csv_path)
     assert list(back.columns) == ["name", "split", *metric_names("cddfuse")]
@@ -71,7 +71,7 @@ def test_write_results_layout_and_merge(tmp_path):
     assert summary["provenance"]["msrs"]["params"] == {"a": 1}
     assert "versions" in summary["provenance"]["m3fd"]
     # another convention replaces the summary instead of mixing conventions
-    write_metric_results(evaluate_triples(jobs, "matlab", 1, only="EN", progress=False), out, "msrs", "max")
+    write_metric_results(evaluate_triples(jobs, "matlab", "EN", 1, progress=False), out, "msrs", "max")
     summary = json.loads(summary_path.read_text())
     assert summary["convention"] == "matlab" and set(summary["datasets"]) == {"msrs"}
 

@@ -86,7 +86,7 @@ def score_job(job: TripleJob, convention: str, names: Sequence[str], parallel: b
     return {"name": job.name, "split": job.split, **compute_triple(triple, names)}
 
 
-def evaluate_triples(triples: Iterable, convention: str = "matlab", workers: int | None = None, *, only=None,
+def evaluate_triples(triples: Iterable, convention: str = "matlab", only=None, workers: int | None = None,
                      progress: bool = True):
     """Score every triple; returns a pandas DataFrame (``name, split, metrics...``) sorted by name,
     with ``frame.attrs["convention"]`` set.
@@ -141,8 +141,8 @@ def summarise(frame, metrics: Sequence[str] | None = None) -> dict[str, dict[str
     return out
 
 
-def write_metric_results(frame, out_dir: str | Path, dataset: str, method: str, params: dict | None = None, *,
-                         convention: str | None = None, split: dict | None = None) -> tuple[Path, Path]:
+def write_metric_results(frame, out_dir: str | Path, dataset: str, method: str, convention: str | None = None,
+                         params: dict | None = None, split: dict | None = None) -> tuple[Path, Path]:
     """Write ``<out_dir>/<method>/<dataset>.csv`` and merge ``dataset`` into ``summary.json``.
 
     Returns (csv path, summary path). ``convention`` defaults to ``frame.attrs["convention"]`` (set by
@@ -180,10 +180,9 @@ def evaluate_method(samples: Iterable, fused_dir: str | Path, out_dir: str | Pat
     jobs = triples_for_dataset(samples, fused_dir)
     if not jobs:
         raise DataError("no samples to score", fused_dir)
-    frame = evaluate_triples(jobs, convention, workers, only=only, progress=progress)
+    frame = evaluate_triples(jobs, convention, only, workers, progress)
     splits: dict[str, int] = {}
     for job in jobs:
         splits[job.split] = splits.get(job.split, 0) + 1
-    write_metric_results(frame, out_dir, dataset, method, params, convention=convention,
-                         split={"images_per_split": splits})
+    write_metric_results(frame, out_dir, dataset, method, convention, params, {"images_per_split": splits})
     return frame
