@@ -2,16 +2,30 @@
 
     python -m flows.fuse method=<name>
 
-(Work in progress: the fusion stage library is being written.)
+The method and its options come from ``fusion.methods.<name>``; the datasets from
+``fusion.datasets`` (default ``m3fd`` and ``msrs``). Each dataset's pairs are split into batches of
+``orchestration.batch_size``, one Prefect task per batch (retried once) on the configured task
+runner; each task builds the method and runs :func:`pipeline.fusion.stage.fuse_samples` on its
+batch. Outputs (contract layout): ``data/fused/<dataset>/<method>/<name>.png`` and the timing
+record ``results/fusion/<method>/<dataset>.json`` (seconds per image measured on the fusion calls,
+parameters, GFLOPs). They are built in staging folders and renamed into place when every batch of
+every dataset succeeded (:mod:`flows._staging`); a re-run after a failure keeps the images already
+fused. A failing batch does not stop the others; the flow then fails listing every failed batch.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from flows._common import main_entry, run_units, stage_flow
+from flows._staging import fingerprint, samples_stamp, staged
+from flows.vsm import batch_size, batches
 from pipeline.config import section
+from pipeline.errors import ConfigError
 
 FUSED_ROOT = Path("data/fused")
+RECORDS_ROOT = Path("results/fusion")
 DEFAULT_DATASETS = ("m3fd", "msrs")
+CODE = ("pipeline/fusion", "pipeline/vsm.py", "pipeline/datasets.py", "pipeline/imageio.py")
 
 
 def fused_datasets(params: dict) -> list[str]:
@@ -22,3 +36,69 @@ def fused_datasets(params: dict) -> list[str]:
 def fused_folder(dataset: str, method: str) -> Path:
     """``data/fused/<dataset>/<method>``."""
     return FUSED_ROOT / dataset / method
+
+
+def method_options(params: dict, method: str) -> dict:
+    methods = section(params, "fusion.methods") or {}
+    if method not in methods:
+        raise ConfigError(f"fusion method {method!r} is not under fusion.methods (configured: "
+                          f"{', '.join(methods) or 'none'})", "params.yaml")
+    return dict(methods[method] or {})
+
+
+def fuse_batch(method: str, options: dict, samples: list, out_dir: str, gray: bool, dataset: str) -> dict:
+    """Fuse one batch of samples into ``out_dir`` (a Prefect task; builds the method itself so it
+    runs the same in a thread or on a Dask worker)."""
+    from pipeline.fusion.registry import get_method
+    from pipeline.fusion.stage import fuse_samples
+
+    return fuse_samples(get_method(method, **options), samples, out_dir, gray=gray, dataset=dataset,
+                        progress=False)
+
+
+def combine_stats(parts: list[dict]) -> dict:
+    """Batch statistics of :func:`fuse_samples` -> one dataset's (per-image means weighted by the
+    number of images each batch computed)."""
+    computed = sum(p["computed"] for p in parts)
+    out = {"images": sum(p["images"] for p in parts), "computed": computed,
+           "skipped": sum(p["skipped"] for p in parts)}
+    for key in ("seconds_per_image", "wall_seconds_per_image", "gflops"):
+        out[key] = (sum(p[key] * p["computed"] for p in parts if p["computed"]) / computed
+                    if computed else None)
+    return out
+
+
+@stage_flow("fuse")
+def fuse_flow(params: dict, method: str) -> dict:
+    from pipeline.datasets import load_configured
+    from pipeline.fusion.registry import get_method
+    from pipeline.fusion.stage import _record
+    from pipeline.results import write_json
+
+    options = method_options(params, method)
+    gray = bool(section(params, "fusion.gray", False))
+    fused_method = get_method(method, **options)            # bad options fail here, once
+    data = {ds: load_configured(params, ds) for ds in fused_datasets(params)}
+    key = fingerprint({"method": method, "options": options, "gray": gray,
+                       "inputs": {ds: samples_stamp(d.samples) for ds, d in data.items()}}, CODE)
+    finals = [fused_folder(ds, method) for ds in data] + [RECORDS_ROOT / method]
+    records = {}
+    with staged(finals, key) as staging:
+        *image_dirs, record_dir = staging
+        for (ds, dataset), out_dir in zip(data.items(), image_dirs):
+            units = [(f"{ds}:{start}", (method, options, batch, str(out_dir), gray, ds))
+                     for start, batch in batches(dataset.samples, batch_size(params))]
+            report = run_units(f"fuse:{method}", fuse_batch, units)
+            report.raise_if_failed()
+            stats = combine_stats([report.values[unit] for unit, _ in units])
+            record = _record(fused_method, dataset, stats, None,
+                             {"fusion": {"method": method, "options": options, "gray": gray}})
+            write_json(record_dir / f"{ds}.json", record)
+            records[ds] = record
+            print(f"fuse {ds}/{method}: {record['images']} images, "
+                  f"{record['seconds_per_image'] or 0:.4f} s/image")
+    return records
+
+
+if __name__ == "__main__":
+    main_entry(fuse_flow)

@@ -1,0 +1,157 @@
+"""DVC caching behaviour of the real dvc.yaml on the demo profile with tiny settings.
+
+A temporary git + DVC project gets a copy of ``dvc.yaml``, ``params.yaml`` (shrunk: a few small demo
+scenes, two fusion methods) and the code. The cheap stages run their real flows (demo data, VSM,
+fusion, metrics) with one shared Prefect server (``python -m flows.server -- dvc repro``); MLFuse
+training, detection, segmentation and the report are replaced by ``tests/_dvc_stub_flow.py``, which writes the same declared outputs from the same params and inputs
+in milliseconds. The tests then check which stages each change re-runs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+STUBBED = ("train_mlfuse", "detect", "segment", "report")
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".cache")
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", DVC_NO_ANALYTICS="1",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    env.pop("PREFECT_API_URL", None)
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+    return out
+
+
+def repro(project: Path, *args: str, server: bool = False) -> set[str]:
+    """Run ``dvc <args>`` (with one shared Prefect server when real flows run); return the stages
+    that ran."""
+    shared = [str(BIN / "python"), "-m", "flows.server", "--"] if server else []
+    out = run([*shared, str(BIN / "dvc"), *args], project)
+    return set(re.findall(r"Running stage '([^']+)'", out.stdout))
+
+
+def dvc(project: Path, *args: str) -> str:
+    return run([str(BIN / "dvc"), *args], project).stdout
+
+
+def tiny_params(params: dict) -> dict:
+    params["device"] = "cpu"
+    params["orchestration"].update(task_runner="thread", batch_size=8)
+    params["demo_data"].update(m3fd_pairs=10, msrs_train=6, msrs_test=3, height=96, width=128)
+    train = params.setdefault("mlfuse", {}).setdefault("train", {})
+    train.pop("profiles", None)
+    train.update(sets=["msrs"], splits=["train"], epochs=1, batch_size=2, crop=64, checkpoint_every=1,
+                 preview_every=1, preview_count=1)
+    fusion = params.setdefault("fusion", {})
+    fusion["methods"] = {"ir": {}, "average": {}}
+    fusion["datasets"] = ["m3fd", "msrs"]
+    params.setdefault("metrics", {}).update(convention="matlab", only=["EN", "SF"])
+    for name in ("detection", "segmentation", "report"):
+        params.setdefault(name, {})
+    return params
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dvcproject")
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy2(REPO / name, root / name)
+    for folder in ("flows", "pipeline", "configs"):
+        if (REPO / folder).is_dir():
+            shutil.copytree(REPO / folder, root / folder, ignore=IGNORE)
+    for stage in STUBBED:
+        shutil.copy2(REPO / "tests" / "_dvc_stub_flow.py", root / "flows" / f"{stage}.py")
+    params = tiny_params(yaml.safe_load((REPO / "params.yaml").read_text()))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run([str(BIN / "dvc"), "init", "-q"], root)
+    run([str(BIN / "dvc"), "config", "core.analytics", "false"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "init"], root)
+    ran = repro(root, "repro", server=True)
+    methods = ("ir", "average")
+    expected = {"demo_data", "vsm", "train_mlfuse", "report",
+                *(f"{s}@{m}" for s in ("fuse", "metrics", "detect", "segment") for m in methods)}
+    assert ran == expected
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "first run"], root)
+    return root
+
+
+def test_every_params_key_of_dvc_yaml_exists_in_params_yaml():
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    methods = params["fusion"]["methods"]
+    for name, stage in spec["stages"].items():
+        body = stage.get("do", stage)
+        for key in body.get("params", []):
+            for method in (methods if "${key}" in key else [None]):
+                node = params
+                for part in key.replace("${key}", str(method)).split("."):
+                    assert isinstance(node, dict) and part in node, f"{name}: params key {key} missing"
+                    node = node[part]
+
+
+def test_second_repro_does_nothing(project):
+    assert repro(project, "repro") == set()
+    assert "up to date" in dvc(project, "status")
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert lock["stages"]["detect@ir"]["params"]["params.yaml"]["detection"] == \
+        yaml.safe_load((project / "params.yaml").read_text())["detection"]
+    assert (project / "data/fused/msrs/average").is_dir()
+    assert not list(project.rglob("*.partial-*"))          # no staging folder left behind
+
+
+def test_metrics_and_plots_are_found(project):
+    metrics = json.loads(dvc(project, "metrics", "show", "--json"))
+    files = next(iter(metrics.values()))["data"]
+    assert {"results/metrics/ir/summary.json", "results/fusion/average/m3fd.json",
+            "results/mlfuse_train/summary.json", "results/report/summary.json"} <= set(files)
+    en = files["results/metrics/average/summary.json"]["data"]["datasets"]["m3fd"]["EN"]
+    assert en["n"] == 10 and 0 < en["mean"] < 8
+    plots = json.loads(dvc(project, "plots", "show", "--json"))["data"]
+    assert {"mlfuse_losses", "results/report/gains.csv"} <= set(plots)
+    losses = plots["mlfuse_losses"][0]["content"]["data"]["values"]
+    assert {row["field"] for row in losses} == {"total", "edge", "saliency", "cross_modal", "fusion"}
+
+
+def test_detection_param_reruns_detection_and_report_only(project):
+    before = yaml.safe_load((project / "params.yaml").read_text())["detection"]
+    ran = repro(project, "exp", "run", "-S", "detection.epochs=7", "--name", "det7")
+    assert ran == {"detect@ir", "detect@average", "report"}
+    shown = json.loads(dvc(project, "exp", "show", "--json"))
+    assert "det7" in json.dumps(shown)
+    assert yaml.safe_load((project / "params.yaml").read_text())["detection"] == {**before, "epochs": 7}
+
+
+def test_new_fusion_method_runs_only_its_stages_and_the_report(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["fusion"]["methods"]["max"] = {}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = repro(project, "repro", server=True)
+    assert ran == {"fuse@max", "metrics@max", "detect@max", "segment@max", "report"}
+    assert repro(project, "repro") == set()
+
+
+def test_mlfuse_training_change_is_seen_by_training_and_fusion_only(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["mlfuse"]["train"]["lr"] = 5.0e-4
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = dvc(project, "status")
+    changed = set(re.findall(r"^(\S+):\s*$", status, flags=re.M))
+    assert changed == {"vsm", "train_mlfuse"}
+    stale = set(re.findall(r"Running stage '([^']+)'", dvc(project, "repro", "--dry")))
+    assert {"vsm", "train_mlfuse"} <= stale and not any(s.startswith(("detect", "segment", "metrics")) for s in stale)
