@@ -40,7 +40,8 @@ log = logging.getLogger("fusebench.detection")
 DEFAULTS = {
     "dataset": "m3fd", "fused_root": "data/fused", "results": "results/detection",
     "model": "yolov5s.yaml", "pretrained": None, "imgsz": 640, "epochs": 36, "batch": 16,
-    "seeds": [0], "device": None, "optimizer": "SGD", "lr0": 0.01, "mosaic": 1.0, "patience": 100,
+    "nbs": 64, "seeds": [0], "device": None, "optimizer": "SGD", "lr0": 0.01, "warmup_epochs": 3.0,
+    "mosaic": 1.0, "patience": 100,
     "conf": 0.001, "iou": 0.6, "max_det": 300, "val_fraction": 0.1, "split_seed": 0,
     "unknown_classes": None, "extra": {},
 }

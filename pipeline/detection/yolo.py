@@ -28,8 +28,8 @@ from pipeline.hermetic import project_root, restore_torch_threads
 # Arguments no params.yaml setting may change: they keep runs offline, reproducible and comparable.
 FIXED_ARGS = {"workers": 0, "plots": False, "amp": False, "deterministic": True, "verbose": False,
               "exist_ok": True, "save": True}
-TRAIN_KEYS = ("imgsz", "epochs", "batch", "optimizer", "lr0", "lrf", "momentum", "weight_decay",
-              "warmup_epochs", "mosaic", "close_mosaic", "patience", "cos_lr")
+TRAIN_KEYS = ("imgsz", "epochs", "batch", "nbs", "optimizer", "lr0", "warmup_epochs", "mosaic",
+              "patience")
 
 
 def ultralytics_version() -> str:
@@ -95,8 +95,10 @@ def train_args(settings: dict, data_yaml: Path, run_dir: Path, seed: int, device
     return args
 
 
-def train(settings: dict, data_yaml: Path, run_dir: Path, seed: int, device: str) -> Path:
-    """Train one seed; returns ``<run_dir>/weights/best.pt`` (``last.pt`` is removed)."""
+def train(settings: dict, data_yaml: Path, run_dir: Path, seed: int, device: str,
+          callbacks: dict[str, list] | None = None) -> Path:
+    """Train one seed; returns ``<run_dir>/weights/best.pt`` (``last.pt`` is removed).
+    ``callbacks`` adds ultralytics callbacks ``{event: [fn(trainer), ...]}`` (benchmarks)."""
     from ultralytics import YOLO
 
     _quiet()
@@ -107,6 +109,9 @@ def train(settings: dict, data_yaml: Path, run_dir: Path, seed: int, device: str
     for event in ("on_pretrain_routine_end", "on_train_start"):
         model.add_callback(event, _threads_callback)
     model.add_callback("on_fit_epoch_end", _progress_callback)
+    for event, fns in (callbacks or {}).items():
+        for fn in fns:
+            model.add_callback(event, fn)
     try:
         model.train(**train_args(settings, data_yaml, run_dir, seed, device))
     finally:
