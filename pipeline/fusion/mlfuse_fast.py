@@ -1,18 +1,24 @@
 """Fast CPU/GPU inference for :class:`~pipeline.fusion.mlfuse_net.MLFNet` (same maths, re-arranged).
 
-What changes relative to the eager module (all exact algebra; only float rounding order differs,
-checked against the eager forward and the official outputs in the tests):
+What changes relative to the eager module (exact algebra; only float rounding order differs,
+checked against the eager forward, float64 and the official outputs in the tests):
 
 * BatchNorm (eval, running statistics) folded into the preceding convolution, in float64:
   w' = w·γ/√(σ²+ε), b' = (b − μ)·γ/√(σ²+ε) + β;
 * channels-last (NHWC) tensors throughout, which oneDNN convolves faster than NCHW;
-* the three independent 3×3 CBP blocks of the cross-modal network that read p+m, q+m and |p−q|
-  run as ONE grouped convolution (groups = 3) with a per-group PReLU slope;
-* the four 1×1 query/value convolutions of the spatial-spectral network run as one 1×1 conv, and
-  both attention products are computed on the NHWC layout as (P×16)·(16×1) matrix-vector products;
-  the pixel softmax over H·W is an N×P×1 vector, never an H·W×H·W matrix;
-* branches run one after the other and free their inputs early (edge from img1 first, then
-  spatial-spectral from img2, then cross-modal), which bounds peak memory;
+* activations and additions fused into the convolutions on CPU (oneDNN post-ops through
+  ``torch.ops.mkldnn._convolution_pointwise``: ReLU, sigmoid, tanh, and PReLU with its single slope
+  as leaky-ReLU, which is the same function; ``.binary`` adds a tensor to the convolution output
+  before the activation). Elsewhere (CUDA) the same steps run unfused;
+* the 96->48 reconstruction convolution of the concatenation [u_edg | u_cmk | u_ssd] runs as three
+  32->48 convolutions accumulated into one output (a convolution is linear in its input channels),
+  so the 96-channel concatenation is never built and each branch output is freed once used; the
+  cross-modal branch (the largest) runs first, while no accumulator is alive;
+* spatial-spectral gates by associativity, on the NHWC view b (N×P×32) of the branch input:
+  mean_P(W_ql b) = W_ql mean_P(b); z_p = g·(W_vl b_p) = (W_vlᵀ g)·b_p; Σ_p w_p W_vr b_p = W_vr Σ_p w_p b_p.
+  So only two numbers per pixel are projected (q and z), never the 16-channel maps, and the two
+  pixel softmaxes are N×P vectors (over the last dimension: PyTorch's CPU softmax over a non-last
+  dimension accumulates less accurately, ~1e-4 relative at P = 65k, which the channel gate amplifies);
 * ``torch.inference_mode``; batches of same-size pairs go through in one call.
 
 Outputs: only the fused tanh image f (N×1×H×W); the auxiliary heads are not computed.
@@ -25,6 +31,8 @@ from torch.nn import functional as F
 from pipeline.fusion.mlfuse_net import MLFNet
 
 CL = torch.channels_last
+_UNARY = {None: lambda t, *_: t, "relu": lambda t, *_: F.relu_(t), "sigmoid": lambda t, *_: t.sigmoid_(),
+          "tanh": lambda t, *_: t.tanh_(), "leaky_relu": lambda t, slope: F.leaky_relu_(t, slope)}
 
 
 def fold_bn(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -40,6 +48,34 @@ def fold_bn(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d | None) -> tuple[tor
     return w.float(), b.float()
 
 
+class Conv:
+    """A folded convolution with an optional fused activation (and fused addition of ``other``)."""
+
+    def __init__(self, weight, bias, device, stride: int = 1, padding: int | None = None,
+                 act: str | None = None, slope: float | None = None):
+        self.w = weight.to(device).contiguous(memory_format=CL)
+        self.b = None if bias is None else bias.to(device)
+        self.stride = stride
+        self.padding = weight.shape[-1] // 2 if padding is None else padding
+        self.act, self.slope = act, slope
+        self.fused = device.type == "cpu" and torch.backends.mkldnn.is_available()
+
+    def __call__(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+        pad, stride = [self.padding] * 2, [self.stride] * 2
+        scalars = [] if self.slope is None else [self.slope]
+        if self.fused:
+            ops = torch.ops.mkldnn
+            if other is None:
+                return ops._convolution_pointwise(x, self.w, self.b, pad, stride, [1, 1], 1,
+                                                  self.act or "none", scalars, "")
+            return ops._convolution_pointwise.binary(x, other, self.w, self.b, pad, stride, [1, 1], 1,
+                                                     "add", None, self.act, scalars, None)
+        y = F.conv2d(x, self.w, self.b, stride=self.stride, padding=self.padding)
+        if other is not None:
+            y = y.add_(other)
+        return _UNARY[self.act](y, self.slope)
+
+
 class FastMLFNet:
     """Inference-only MLFNet: ``FastMLFNet(model)(img1, img2) -> f`` (N×1×H×W, tanh output)."""
 
@@ -47,106 +83,80 @@ class FastMLFNet:
         dev = next(model.parameters()).device
         self.device = dev
 
-        def cw(conv, bn=None):
-            w, b = fold_bn(conv, bn)
-            return (w.to(dev).contiguous(memory_format=CL), None if b is None else b.to(dev))
+        def conv(module, bn=None, **kw):
+            return Conv(*fold_bn(module, bn), dev, **kw)
 
-        seq = lambda block: block.double_conv  # noqa: E731
-        self.stem_edg = cw(seq(model.inc_edg)[0], seq(model.inc_edg)[1])
-        self.stem_ssd = cw(seq(model.inc_ssd)[0], seq(model.inc_ssd)[1])
-        self.stem_c1 = cw(seq(model.inc_cmk_1)[0], seq(model.inc_cmk_1)[1])
-        self.stem_c2 = cw(seq(model.inc_cmk_2)[0], seq(model.inc_cmk_2)[1])
+        def cbr(block, act="relu"):
+            seq = block.double_conv
+            return conv(seq[0], seq[1], act=act)
+
+        def cbp(seq):
+            return conv(seq[0], seq[1], act="leaky_relu", slope=float(seq[2].weight.detach().reshape(-1)[0]))
+
+        self.stem_edg, self.stem_ssd = cbr(model.inc_edg), cbr(model.inc_ssd)
+        self.stem_c1, self.stem_c2 = cbr(model.inc_cmk_1), cbr(model.inc_cmk_2)
         cmk = model.cmk_net
-        blocks = [cmk.fuse5_conv1, cmk.fuse5_conv2, cmk.fuse5_conv4]
-        folded = [fold_bn(b[0], b[1]) for b in blocks]
-        self.cmk_group = (torch.cat([w for w, _ in folded]).to(dev).contiguous(memory_format=CL),
-                          torch.cat([b for _, b in folded]).to(dev))
-        self.cmk_group_slope = torch.cat([b[2].weight.detach().float().expand(32) for b in blocks]).to(dev)
-        self.cmk3 = cw(cmk.fuse5_conv3[0], cmk.fuse5_conv3[1])
-        self.cmk3_slope = cmk.fuse5_conv3[2].weight.detach().float().to(dev)
-        self.cmk5 = cw(cmk.fuse5_conv5[0], cmk.fuse5_conv5[1])
-        self.cmk5_slope = cmk.fuse5_conv5[2].weight.detach().float().to(dev)
+        self.cmk1, self.cmk2, self.cmk3 = cbp(cmk.fuse5_conv1), cbp(cmk.fuse5_conv2), cbp(cmk.fuse5_conv3)
+        self.cmk4, self.cmk5 = cbp(cmk.fuse5_conv4), cbp(cmk.fuse5_conv5)
         e = model.edg_net
-        self.e1, self.e_f, self.e_max = cw(e.conv1), cw(e.conv_f), cw(e.conv_max)
-        self.e2, self.e3, self.e3_, self.e4 = cw(e.conv2), cw(e.conv3), cw(e.conv3_), cw(e.conv4)
+        self.e1, self.e_f, self.e3_ = conv(e.conv1), conv(e.conv_f), conv(e.conv3_)
+        self.e2 = conv(e.conv2, stride=2, padding=0)
+        self.e_max, self.e3 = conv(e.conv_max, act="relu"), conv(e.conv3, act="relu")
+        self.e4 = conv(e.conv4, act="sigmoid")
         s = model.ssd_net
-        # one 1×1 conv for [v_right(16) | q_right(1) | q_left(16) | v_left(16)]
-        qkv = torch.cat([s.conv_v_right.weight, s.conv_q_right.weight, s.conv_q_left.weight,
-                         s.conv_v_left.weight]).detach().float()
-        self.s_qkv = qkv.reshape(qkv.shape[0], 32).t().contiguous().to(dev)  # 32×49 for NHWC matmul
-        self.s_up = s.conv_up.weight.detach().float().reshape(32, 16).to(dev)
-        layer = model.layer.double_conv
-        self.l1 = cw(layer[0], layer[1])
-        self.l2 = cw(layer[3], layer[4])
-        self.out = cw(model.outc.conv)
+        flat = lambda c: c.weight.detach().float().reshape(c.weight.shape[0], -1).to(dev)  # noqa: E731
+        self.w_qr, self.w_vr, self.w_up = flat(s.conv_q_right), flat(s.conv_v_right), flat(s.conv_up)
+        self.w_ql, self.w_vl = flat(s.conv_q_left), flat(s.conv_v_left)
+        seq = model.layer.double_conv
+        w1, b1 = fold_bn(seq[0], seq[1])
+        # concatenation order u_edg | u_cmk | u_ssd; evaluated cmk (+bias), edg, ssd (+sum, ReLU)
+        self.l1_edg = Conv(w1[:, :32], None, dev)
+        self.l1_cmk = Conv(w1[:, 32:64], b1, dev)
+        self.l1_ssd = Conv(w1[:, 64:], None, dev, act="relu")
+        self.l2 = conv(seq[3], seq[4], act="relu")
+        self.out = conv(model.outc.conv, act="tanh")
 
-    @staticmethod
-    def _conv(x, wb, **kw):
-        return F.conv2d(x, wb[0], wb[1], padding=wb[0].shape[-1] // 2, **kw)
-
-    def edge(self, x: torch.Tensor, out: torch.Tensor) -> None:
-        """u_edg into ``out`` (a 32-channel slice of the aggregation buffer)."""
-        a = F.relu_(self._conv(x, self.stem_edg))
-        s = self._conv(a, self.e1)
-        del a
-        t = F.conv2d(s, self.e2[0], self.e2[1], stride=2)
-        t = F.max_pool2d(t, kernel_size=7, stride=3)
-        t = F.relu_(self._conv(t, self.e_max))
-        t = F.relu_(self._conv(t, self.e3))
-        t = self._conv(t, self.e3_)
+    def edge(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.e1(self.stem_edg(x))
+        t = F.max_pool2d(self.e2(s), kernel_size=7, stride=3)
+        t = self.e3_(self.e3(self.e_max(t)))
         t = F.interpolate(t, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        r = self._conv(s, self.e_f)
-        del s
-        torch.sigmoid(self._conv(t.add_(r), self.e4), out=out)
+        return self.e4(self.e_f(s, other=t.contiguous(memory_format=CL)))
 
-    def ssd(self, y: torch.Tensor, out: torch.Tensor) -> None:
-        """u_ssd = b⊙m_ch + b⊙m_sp into ``out``."""
-        b = F.relu_(self._conv(y, self.stem_ssd))
+    def ssd(self, y: torch.Tensor) -> torch.Tensor:
+        b = self.stem_ssd(y)
         n, c, h, w = b.shape
-        nhwc = b.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view: b is channels-last
-        qkv = torch.matmul(nhwc, self.s_qkv)  # N×P×49
-        v, q, g, k = qkv[..., :16], qkv[..., 16:17], qkv[..., 17:33], qkv[..., 33:]
-        # softmax over the LAST dim (as the eager module): PyTorch's CPU softmax over a non-last dim
-        # accumulates in a lower-precision order (relative error ~1e-4 at P = 65k, which the channel
-        # gate amplifies); the last-dim kernel is ~1e-6.
-        weights = torch.softmax(q.reshape(n, 1, h * w), dim=2)
-        context = torch.matmul(weights, v).transpose(1, 2)  # N×16×1
-        m_ch = torch.sigmoid(torch.matmul(self.s_up, context)).reshape(n, c, 1, 1)
-        z = torch.matmul(g.mean(dim=1, keepdim=True), k.transpose(1, 2))  # N×1×P
-        m_sp = torch.sigmoid(torch.softmax(z, dim=2)).reshape(n, h, w, 1).permute(0, 3, 1, 2)
-        del qkv, v, q, g, k, z, weights
-        torch.mul(b, m_ch, out=out)
-        out.add_(b * m_sp)
+        flat = b.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view: b is channels-last
+        mean_b = flat.sum(dim=1, dtype=torch.float64).div_(h * w).float()  # N×32
+        kvec = (mean_b @ self.w_ql.t()) @ self.w_vl  # N×32: z_p = kvec·b_p
+        proj = torch.matmul(flat, torch.stack([self.w_qr[0].expand(n, c), kvec], dim=2))  # N×P×2
+        weights = torch.softmax(proj[..., 0], dim=1)  # channel gate: softmax of q over the P pixels
+        context = torch.matmul(weights.unsqueeze(1), flat).squeeze(1) @ self.w_vr.t()  # N×16
+        m_ch = torch.sigmoid(context @ self.w_up.t()).reshape(n, c, 1, 1)
+        m_sp = torch.sigmoid(torch.softmax(proj[..., 1], dim=1)).reshape(n, h, w, 1).permute(0, 3, 1, 2)
+        del proj, weights, flat
+        return (b * m_ch).addcmul_(b, m_sp)
 
-    def cmk(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> None:
-        """u_cmk into ``out``; the three first-stage CBP blocks as one grouped convolution."""
-        p = F.relu_(self._conv(x, self.stem_c1))
-        q = F.relu_(self._conv(y, self.stem_c2))
+    def cmk(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Ordered so that at most five 32-channel maps are alive at once (p, q, m, |p-q|, conv out)."""
+        p, q = self.stem_c1(x), self.stem_c2(y)
         m = p * q
-        stacked = torch.empty((p.shape[0], 96) + p.shape[2:], device=p.device, dtype=p.dtype,
-                              memory_format=CL)
-        torch.add(p, m, out=stacked[:, :32])
-        torch.add(q, m, out=stacked[:, 32:64])
-        torch.sub(p, q, out=stacked[:, 64:]).abs_()
-        del p, q, m
-        e = F.prelu(self._conv(stacked, self.cmk_group, groups=3), self.cmk_group_slope)
-        del stacked
-        certain = F.prelu(self._conv(e[:, :32] + e[:, 32:64], self.cmk3), self.cmk3_slope)
-        certain.add_(e[:, 64:])
+        s = self.cmk4(torch.sub(p, q).abs_())
+        e = self.cmk1(p.add_(m))
+        del p
+        q.add_(m)
+        del m
+        e.add_(self.cmk2(q))
+        del q
+        certain = self.cmk3(e)
         del e
-        out.copy_(F.prelu(self._conv(certain, self.cmk5), self.cmk5_slope))
+        return self.cmk5(certain.add_(s))
 
     def __call__(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             x = img1.to(self.device).contiguous(memory_format=CL)
             y = img2.to(self.device).contiguous(memory_format=CL)
-            n, _, h, w = x.shape
-            agg = torch.empty((n, 96, h, w), device=x.device, dtype=x.dtype, memory_format=CL)
-            self.edge(x, agg[:, :32])      # concatenation order: u_edg, u_cmk, u_ssd
-            self.ssd(y, agg[:, 64:])
-            self.cmk(x, y, agg[:, 32:64])
-            h1 = F.relu_(self._conv(agg, self.l1))
-            del agg
-            h2 = F.relu_(self._conv(h1, self.l2))
-            del h1
-            return torch.tanh_(self._conv(h2, self.out))
+            acc = self.l1_cmk(self.cmk(x, y))
+            acc = self.l1_edg(self.edge(x), other=acc)
+            acc = self.l1_ssd(self.ssd(y), other=acc)
+            return self.out(self.l2(acc))
