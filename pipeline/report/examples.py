@@ -3,7 +3,8 @@
 Scenes are test images (``params.datasets``) that every fusion method fused, picked evenly spaced
 through the sorted names (deterministic). Panels come from the stage outputs:
 
-* fused images ``data/fused/<dataset>/<method>/<name>.png`` (``ir``/``vis`` fall back to the sources);
+* fused images ``data/fused/<dataset>/<method>/<name>.png``; ``ir``/``vis`` fall back to the source
+  images when they have no such folder (the rule the detection and segmentation stages read by);
 * detection: the method's input image with the boxes of the first seed's ``predictions.json``
   (predictions with score >= ``report.score_threshold`` in colour, ground truth in white);
 * segmentation: the stage's ``overlays/<name>*.png``.
