@@ -141,6 +141,11 @@ def run_seed(job: Job, seed: int, overlays: bool = True, progress: bool = True, 
     from pipeline.segmentation.train import train_seed
 
     seed_everything(seed)
+    if job.device.startswith("cuda"):        # reproducible convolutions on the GPU as well
+        import torch
+
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     n = len(job.classes)
     tag = f"{job.method} seed {seed}"
     n_overlays = int(job.cfg["eval"]["overlays"]) if overlays else 0
