@@ -139,12 +139,19 @@ def test_label_outside_class_list_names_file_and_value(tmp_path):
 
 
 def test_label_size_different_from_image(tmp_path):
-    root = make_msrs(tmp_path, methods=("ir",))
+    root = make_msrs(tmp_path, methods=("ir", "vis"))
     bad = root / "MSRS/train/Segmentation_labels/tr0002D.png"
     write_image(bad, np.zeros((H, W + 16), np.uint8))
     with pytest.raises(DataError) as err:
         prepare(tiny_params(root), "ir")
     assert str(bad) in str(err.value) and f"{W + 16}x{H}" in str(err.value)
+    # a fused image of another size than its label: both files are named
+    write_image(bad, np.zeros((H, W), np.uint8))
+    fused = root / "fused/msrs/vis/te0001N.png"
+    write_image(fused, np.zeros((H // 2, W // 2, 3), np.uint8))
+    with pytest.raises(DataError) as err:
+        prepare(tiny_params(root), "vis")
+    assert str(fused) in str(err.value) and "te0001N.png" in str(err.value) and f"{W // 2}x{H // 2}" in str(err.value)
 
 
 def test_augment_crop_pad_flip_and_seed():

@@ -73,18 +73,27 @@ def _as_sample(item: SegItem) -> Sample:
     return Sample(item.name, item.split, item.image, item.image, item.label)
 
 
+def read_label(item: SegItem, n_classes: int, image_shape: tuple[int, int],
+               ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """The item's label, checked by :func:`pipeline.datasets.read_segmentation` (ids in the class
+    list or ignore) and against the size of the image it is paired with (both files named)."""
+    label = read_segmentation(_as_sample(item), n_classes, None, ignore_index)
+    if label.shape != tuple(image_shape[:2]):
+        raise DataError(f"label is {label.shape[1]}x{label.shape[0]} but its image {item.image} is "
+                        f"{image_shape[1]}x{image_shape[0]}", item.label)
+    return label
+
+
 def read_item(item: SegItem, n_classes: int, ignore_index: int = IGNORE_INDEX) -> tuple[np.ndarray, np.ndarray]:
-    """``(image H×W×3 uint8 RGB, label H×W uint8)``; grey images are replicated to 3 channels.
-    Label ids and size are checked by :func:`pipeline.datasets.read_segmentation`."""
+    """``(image H×W×3 uint8 RGB, label H×W uint8)``; grey images are replicated to 3 channels."""
     image = read_image(item.image, "rgb")
-    label = read_segmentation(_as_sample(item), n_classes, image.shape[:2], ignore_index)
-    return image, label
+    return image, read_label(item, n_classes, image.shape[:2], ignore_index)
 
 
 def validate_items(items: Sequence[SegItem], n_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
     """Read every label once (ids, size against the image header); raise the first problem."""
     for item in items:
-        read_segmentation(_as_sample(item), n_classes, image_header_size(item.image), ignore_index)
+        read_label(item, n_classes, image_header_size(item.image), ignore_index)
 
 
 def to_tensor(image: np.ndarray, mean: Sequence[float], std: Sequence[float]):
