@@ -154,6 +154,19 @@ def test_bad_settings_and_sizes(tiny, tmp_path):
         build_yolo_data(dataset, images, tmp_path / "yolo", source)
 
 
+def test_gpu_asked_but_absent_falls_back_to_cpu(tiny, tmp_path, monkeypatch):
+    import torch
+
+    from pipeline.detection.yolo import yolo_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="CUDA is not available"):
+        prepared = stage.prepare_method(tiny_params(tiny, tmp_path, device="cuda:1"), "ir")
+    assert prepared.device == "cpu" and prepared.settings["device"] == "cuda:1"
+    assert stage.prepare_method(tiny_params(tiny, tmp_path), "ir").device == "cpu"  # auto
+    assert [yolo_device(d) for d in ("cpu", "cuda", "cuda:1")] == ["cpu", "0", "1"]
+
+
 def test_methods_always_include_baselines():
     params = {"fusion": {"methods": {"average": {}, "vis": {}, "mlfuse": {}}}}
     assert stage.detection_methods(params) == ["ir", "vis", "average", "mlfuse"]
@@ -220,6 +233,7 @@ def test_stage_trains_and_evaluates_offline(tiny, tmp_path, no_network, monkeypa
     # pipeline.detection.ap recomputes ultralytics' mAP from predictions.json
     assert ap.map50(preds["images"]) == pytest.approx(m["mAP50"], abs=1e-6)
     assert m["per_seed"]["0"]["mAP50_ap_py"] == pytest.approx(m["mAP50"], abs=1e-6)
+    assert m["per_seed"]["0"]["mAP50_95_ap_py"] == pytest.approx(m["mAP50_95"], abs=1e-6)
     assert Path(os.environ["YOLO_CONFIG_DIR"]).is_relative_to(os.environ["FUSEBENCH_STATE"])
 
     # resume: a finished seed is reused, a changed setting trains again

@@ -46,6 +46,7 @@ DEFAULTS = {
     "unknown_classes": None, "extra": {},
 }
 SUMMARY_KEYS = ("mAP50", "mAP50_95", "precision", "recall")
+PER_SEED_KEYS = (*SUMMARY_KEYS, "AP50", "mAP50_ap_py", "mAP50_95_ap_py")
 
 
 def detection_settings(params: dict) -> dict:
@@ -127,19 +128,19 @@ def prepare_method(params: dict, method: str) -> Prepared:
 
 def prediction_records(prepared: Prepared, detections: dict[str, dict]) -> list[dict]:
     """Per test image: ground truth as trained on and detections, class names, pixels."""
+    missing = sorted(set(prepared.data.splits["test"]) - set(detections))
+    if missing:
+        raise RuntimeError(f"ultralytics evaluated no detections for test image(s) {missing[:5]}")
     classes = prepared.data.classes
     records = []
     for name in prepared.data.splits["test"]:
         boxes, labels = prepared.data.gt_boxes(name)
-        det = detections.get(name, {"boxes": [], "scores": [], "class_ids": []})
+        det = detections[name]
         height, width = prepared.data.sizes[name]
         records.append({"name": name, "width": width, "height": height,
                         "gt": {"boxes": [[round(v, 4) for v in b] for b in boxes], "classes": labels},
                         "pred": {"boxes": det["boxes"], "scores": det["scores"],
                                  "classes": [classes[c] for c in det["class_ids"]]}})
-    missing = sorted(set(prepared.data.splits["test"]) - set(detections))
-    if missing:
-        raise RuntimeError(f"ultralytics evaluated no detections for test image(s) {missing[:5]}")
     return records
 
 
@@ -163,11 +164,13 @@ def run_seed(prepared: Prepared, seed: int) -> dict:
     write_json(run_dir / "predictions.json", {
         "dataset": prepared.dataset.name, "method": prepared.method, "seed": seed,
         "classes": list(data.classes), "conf": settings["conf"], "iou": settings["iou"],
-        "max_det": settings["max_det"], "imgsz": settings["imgsz"], "box_format": "xyxy pixels",
+        "max_det": settings["max_det"], "imgsz": settings["imgsz"],
+        "box_format": "x1 y1 x2 y2, pixels of the original image; detections not clipped",
         "images": records})
     by_id = metrics.pop("AP50_by_id")
     metrics["AP50"] = {c: by_id.get(i) for i, c in enumerate(data.classes)}
-    metrics["mAP50_ap_py"] = ap_metric.map50(records)  # ultralytics' value recomputed from predictions.json
+    check = ap_metric.evaluate(records)  # ultralytics' values recomputed from predictions.json
+    metrics["mAP50_ap_py"], metrics["mAP50_95_ap_py"] = check.map50, check.map50_95
     result = {"seed": seed, **metrics, "fingerprint": fingerprint, "weights": str(best)}
     write_json(marker, result)
     return result
@@ -197,8 +200,7 @@ def summarize(prepared: Prepared, seed_results: list[dict]) -> dict:
             per_class[data.classes[int(cid)]] += 1
     out.update({
         "std": std, "n_seeds": len(seed_results), "seeds": [r["seed"] for r in seed_results],
-        "per_seed": {str(r["seed"]): {k: r[k] for k in (*SUMMARY_KEYS, "AP50", "mAP50_ap_py")}
-                     for r in seed_results},
+        "per_seed": {str(r["seed"]): {k: r[k] for k in PER_SEED_KEYS} for r in seed_results},
         "n_train_images": len(data.splits["train"]), "n_val_images": len(data.splits["val"]),
         "n_test_images": len(test), "n_test_boxes": sum(per_class.values()),
         "test_boxes_per_class": per_class, "skipped_boxes": dict(prepared.dataset.skipped_boxes),

@@ -129,8 +129,10 @@ def _recording_validator():
     from ultralytics.models.yolo.detect import DetectionValidator
 
     class RecordingValidator(DetectionValidator):
-        """Ultralytics' detection validator that also keeps each image's detections, rescaled to
-        the original image (``scale_boxes``: undo letterbox, clip), keyed by image file."""
+        """Ultralytics' detection validator that also keeps each image's detections in pixels of
+        the original image, keyed by image file. The letterbox is undone (``(x - pad) / gain``)
+        but boxes are *not* clipped to the image: ultralytics matches the unclipped boxes, so
+        :mod:`pipeline.detection.ap` reproduces its numbers exactly from these records."""
 
         def init_metrics(self, model) -> None:
             super().init_metrics(model)
@@ -140,11 +142,14 @@ def _recording_validator():
             super().update_metrics(preds, batch)
             for si, pred in enumerate(preds):
                 pbatch = self._prepare_batch(si, batch)
-                scaled = self.scale_preds(pred, pbatch)
+                (gain_y, gain_x), (pad_x, pad_y) = pbatch["ratio_pad"]
+                boxes = pred["bboxes"].double().cpu().numpy().copy()
+                boxes[:, [0, 2]] = (boxes[:, [0, 2]] - pad_x) / gain_x
+                boxes[:, [1, 3]] = (boxes[:, [1, 3]] - pad_y) / gain_y
                 self.records[str(pbatch["im_file"])] = {
-                    "boxes": scaled["bboxes"].double().cpu().numpy().round(4).tolist(),
-                    "scores": scaled["conf"].double().cpu().numpy().tolist(),
-                    "class_ids": scaled["cls"].cpu().numpy().astype(int).tolist()}
+                    "boxes": boxes.round(4).tolist(),
+                    "scores": pred["conf"].double().cpu().numpy().tolist(),
+                    "class_ids": pred["cls"].cpu().numpy().astype(int).tolist()}
 
     return RecordingValidator
 
