@@ -17,7 +17,7 @@ from pipeline.results import read_json
 from pipeline.segmentation import data as D
 from pipeline.segmentation import metrics as M
 from pipeline.segmentation.model import resolve_config
-from pipeline.segmentation.run import make_job, method_names, prepare, run_job, run_method
+from pipeline.segmentation.run import method_names, prepare, run_method
 
 H, W = 40, 56          # not multiples of 16: evaluation must pad and crop back
 TINY = {"seeds": [0], "device": "cpu", "threads": 1,

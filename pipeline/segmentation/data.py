@@ -47,7 +47,7 @@ def fused_items(dataset: PairDataset, folder: str | Path, splits: Sequence[str] 
     Raises :class:`DataError` naming the folder and (up to 10 of) the missing names."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"fused image folder not found (run the fusion stage for this method first)", folder)
+        raise DataError("fused image folder not found (run the fusion stage for this method first)", folder)
     found = {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and is_image(p)}
     samples = [s for s in dataset.samples if s.split in splits]
     missing = [s.name for s in samples if s.name not in found]
