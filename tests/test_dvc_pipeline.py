@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow   # about 1.5 min alone, several under load (runs by default)
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STUBBED = ("train_mlfuse", "detect", "segment", "report")
@@ -133,7 +135,10 @@ def test_detection_param_reruns_detection_and_report_only(project):
     ran = repro(project, "exp", "run", "-S", "detection.epochs=7", "--name", "det7")
     assert ran == {"detect@ir", "detect@average", "report"}
     shown = json.loads(dvc(project, "exp", "show", "--json"))
-    assert "det7" in json.dumps(shown)
+    (exp,) = [e for row in shown for group in (row.get("experiments") or []) for e in group["revs"]
+              if e["name"] == "det7"]
+    assert exp["data"]["params"]["params.yaml"]["data"]["detection"]["epochs"] == 7
+    assert exp["data"]["metrics"]["results/report/summary.json"]["data"]["digest"]     # read from the cache
     assert yaml.safe_load((project / "params.yaml").read_text())["detection"] == {**before, "epochs": 7}
 
 
