@@ -1,9 +1,10 @@
 """``python -m pipeline bench detect``: seconds per YOLO training epoch (train + validation pass)
 and the test evaluation, with the detection stage's own code and settings.
 
-``--dataset demo`` uses the demo profile's ``m3fd`` dataset and ``detection`` settings;
-``--dataset m3fd-real`` the 30 real M3FD pairs in ``../shared/data/M3FD`` (meta split) with the
-same settings; ``--imgsz``/``--epochs``/``--batch``/``--model`` override them, ``--root`` points
+``--dataset demo`` uses the demo profile's ``m3fd`` dataset, ``--dataset m3fd-real`` the 30 real
+M3FD pairs in ``../shared/data/M3FD`` (meta split); the ``detection`` settings are those of
+``--profile`` (demo: pico network, full: YOLOv5s at 640, batch 16) and
+``--imgsz``/``--epochs``/``--batch``/``--model`` override them, ``--root`` points
 at another M3FD-layout folder. The ``ir`` images are used (same cost as any fused folder). Results
 go to a temporary folder. Prints one JSON line; wall-clock figures on a shared machine are noisy,
 so the load average and the process CPU seconds are reported too.
@@ -16,10 +17,12 @@ def register(subparsers) -> None:
                                    description="Time YOLO training epochs and the test evaluation.")
     parser.add_argument("--dataset", choices=("demo", "m3fd-real"), default="demo")
     parser.add_argument("--root", default=None, help="M3FD-layout folder instead of the dataset's root")
-    parser.add_argument("--imgsz", type=int, default=None, help="image size (default: demo profile's)")
+    parser.add_argument("--imgsz", type=int, default=None, help="image size (default: the profile's)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs to time (default 1)")
-    parser.add_argument("--batch", type=int, default=None, help="batch size (default: demo profile's)")
-    parser.add_argument("--model", default=None, help="model yaml or local .pt (default: demo profile's)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: the profile's)")
+    parser.add_argument("--model", default=None, help="model yaml or local .pt (default: the profile's)")
+    parser.add_argument("--profile", choices=("demo", "full"), default="demo",
+                        help="detection settings of this params profile (default demo)")
     parser.add_argument("--params", default="params.yaml")
     parser.set_defaults(func=run)
 
@@ -38,8 +41,10 @@ def run(args) -> int:
     if args.root:
         args.root = str(Path(args.root).resolve())
     os.chdir(Path(args.params).resolve().parent)  # params paths are relative to the project root
-    params = load_params(args.params, profile="demo")
+    params = load_params(args.params, profile=args.profile)
     det = params.setdefault("detection", {})
+    if args.dataset == "demo" and args.profile != "demo":
+        params["datasets"] = load_params(args.params, profile="demo")["datasets"]
     for key in ("imgsz", "epochs", "batch", "model"):
         if getattr(args, key) is not None:
             det[key] = getattr(args, key)
@@ -68,7 +73,7 @@ def run(args) -> int:
         eval_seconds = time.perf_counter() - start
     epochs = [marks[i + 1] - marks[i] for i in range(0, len(marks) - 1, 2)][: prepared.settings["epochs"]]
     splits = {k: len(v) for k, v in prepared.data.splits.items()}
-    emit({"benchmark": "detect", "dataset": args.dataset, "root": config["root"], "device": prepared.device,
+    emit({"benchmark": "detect", "dataset": args.dataset, "profile": args.profile, "root": config["root"], "device": prepared.device,
           "model": prepared.settings["model"], "imgsz": prepared.settings["imgsz"],
           "batch": prepared.settings["batch"], "epochs": prepared.settings["epochs"], "images": splits,
           "seconds_per_epoch": median(epochs) if epochs else None, "epoch_seconds": epochs,
