@@ -63,3 +63,30 @@ def test_batches_cover_every_item_once():
     assert [start for start, _ in got] == [0, 4, 8]
     assert sum((b for _, b in got), []) == items
     assert batches(items, 0) == [(i, [i]) for i in items]
+
+
+def test_fusion_batch_statistics_combine_weighted_by_computed_images():
+    from flows.fuse import combine_stats
+
+    parts = [{"images": 8, "computed": 8, "skipped": 0, "seconds_per_image": 0.5,
+              "wall_seconds_per_image": 1.0, "gflops": 2.0},
+             {"images": 8, "computed": 2, "skipped": 6, "seconds_per_image": 1.0,
+              "wall_seconds_per_image": 2.0, "gflops": 2.0},
+             {"images": 4, "computed": 0, "skipped": 4, "seconds_per_image": None,
+              "wall_seconds_per_image": None, "gflops": None}]
+    got = combine_stats(parts)
+    assert got == {"images": 20, "computed": 10, "skipped": 10, "seconds_per_image": 0.6,
+                   "wall_seconds_per_image": 1.2, "gflops": 2.0}
+    assert combine_stats(parts[2:])["seconds_per_image"] is None
+
+
+def test_unknown_fusion_method_is_a_config_error():
+    from flows.fuse import fused_datasets, method_options
+    from pipeline.errors import ConfigError
+
+    params = {"fusion": {"methods": {"ir": {}, "laplacian": {"levels": 3}}}}
+    assert method_options(params, "laplacian") == {"levels": 3}
+    with pytest.raises(ConfigError, match="'nope' is not under fusion.methods .*ir, laplacian"):
+        method_options(params, "nope")
+    assert fused_datasets(params) == ["m3fd", "msrs"]
+    assert fused_datasets({"fusion": {"datasets": ["tno"]}}) == ["tno"]
