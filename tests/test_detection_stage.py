@@ -176,20 +176,45 @@ def test_methods_always_include_baselines():
 # training and evaluation
 
 
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "")
+
+
+def _host(address) -> str:
+    return str(address[0]) if isinstance(address, tuple) and address else str(address)
+
+
 @pytest.fixture
 def no_network(monkeypatch):
-    """Every attempt to open a network connection or resolve a name is recorded and refused."""
+    """Every attempt to reach another machine (connect or name lookup) is recorded and refused.
+    Loopback and Unix sockets stay usable (a Prefect test server of the session may be running)."""
     attempts = []
+    real = {"connect": socket.socket.connect, "connect_ex": socket.socket.connect_ex,
+            "create_connection": socket.create_connection, "getaddrinfo": socket.getaddrinfo}
 
-    def refuse(*args, **kwargs):
-        attempts.append(args[:2])
-        raise OSError("network access blocked by the test")
+    def guard(name, host_of, method=False):
+        def call(*args, **kwargs):
+            target = args[1] if method else args[0]
+            local = (method and args[0].family == socket.AF_UNIX) or host_of(target) in LOCAL_HOSTS
+            if not local:
+                attempts.append((name, target))
+                raise OSError(f"network access blocked by the test: {name}({target!r})")
+            return real[name](*args, **kwargs)
+        return call
 
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", guard("connect", _host, method=True))
+    monkeypatch.setattr(socket.socket, "connect_ex", guard("connect_ex", _host, method=True))
+    monkeypatch.setattr(socket, "create_connection", guard("create_connection", _host))
+    monkeypatch.setattr(socket, "getaddrinfo", guard("getaddrinfo", str))
     return attempts
+
+
+def test_network_guard_refuses_remote_hosts(no_network):
+    with pytest.raises(OSError, match="blocked"):
+        socket.create_connection(("github.com", 443), timeout=1)
+    with pytest.raises(OSError, match="blocked"):
+        socket.getaddrinfo("one.one.one.one", 0)
+    assert [a[0] for a in no_network] == ["create_connection", "getaddrinfo"]
+    no_network.clear()
 
 
 def test_stage_trains_and_evaluates_offline(tiny, tmp_path, no_network, monkeypatch):
