@@ -96,8 +96,8 @@ class Prepared:
 
     def fingerprint(self) -> str:
         settings = {k: v for k, v in self.settings.items() if k != "seeds"}
-        text = json.dumps([self.data.fingerprint, settings, self.device, yolo.ultralytics_version()],
-                          sort_keys=True, default=str)
+        text = json.dumps([self.data.fingerprint, settings, yolo.model_identity(self.settings), self.device,
+                           yolo.ultralytics_version()], sort_keys=True, default=str)
         return hashlib.md5(text.encode()).hexdigest()
 
 

@@ -67,6 +67,19 @@ def resolve_model(spec: str, root: Path | None = None) -> str:
     raise ConfigError(f"detection.model {spec!r}: file not found", path)
 
 
+def model_identity(settings: dict) -> dict[str, str]:
+    """MD5 of the local model yaml/``.pt`` and pretrained weights (for the resume fingerprint);
+    a yaml shipped inside ultralytics is identified by its name and the ultralytics version."""
+    from pipeline.results import file_digest
+
+    out = {}
+    for key in ("model", "pretrained"):
+        if settings.get(key):
+            resolved = resolve_model(settings[key])
+            out[key] = file_digest(resolved) if Path(resolved).is_file() else f"{resolved}@{ultralytics_version()}"
+    return out
+
+
 def _threads_callback(_owner) -> None:
     restore_torch_threads()
 
@@ -105,6 +118,8 @@ def train(settings: dict, data_yaml: Path, run_dir: Path, seed: int, device: str
     model_path = resolve_model(settings["model"])
     model = YOLO(model_path, task="detect")
     if settings.get("pretrained"):
+        if not str(settings["pretrained"]).endswith(".pt"):
+            raise ConfigError(f"detection.pretrained {settings['pretrained']!r} must be a local .pt file")
         model.load(resolve_model(settings["pretrained"]))
     for event in ("on_pretrain_routine_end", "on_train_start"):
         model.add_callback(event, _threads_callback)
