@@ -106,7 +106,9 @@ class MLFuse(FusionMethod):
         img1 = torch.from_numpy(np.stack([np.asarray(v, np.float32) for v in viss])[:, None]).to(device)
         img2 = torch.from_numpy(np.stack([np.asarray(i, np.float32) for i in irs])[:, None]).to(device)
         f = self.runner()(img1, img2)
-        return [f[k, 0].float().cpu().numpy() for k in range(f.shape[0])]
+        # copies: the arrays must own their memory (oneDNN-produced outputs are not kept alive
+        # by a numpy view in every torch build; observed as a silent overwrite otherwise)
+        return [f[k, 0].float().cpu().numpy().copy() for k in range(f.shape[0])]
 
     def fuse_arrays(self, ir, vis):
         return self._forward([ir], [vis])[0]

@@ -48,6 +48,15 @@ def fold_bn(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d | None) -> tuple[tor
     return w.float(), b.float()
 
 
+def nhwc(t: torch.Tensor) -> torch.Tensor:
+    """Channels-last copy with explicit NHWC strides, also for one channel (where
+    ``.contiguous(memory_format=channels_last)`` keeps NCHW strides and oneDNN then answers NCHW)."""
+    if t.shape[1] != 1:
+        return t.contiguous(memory_format=CL)
+    t = t.contiguous()
+    return t.as_strided(t.shape, (t.shape[2] * t.shape[3], 1, t.shape[3], 1))
+
+
 class Conv:
     """A folded convolution with an optional fused activation (and fused addition of ``other``)."""
 
@@ -60,11 +69,15 @@ class Conv:
         self.act, self.slope = act, slope
         self.fused = device.type == "cpu" and torch.backends.mkldnn.is_available()
 
-    def __call__(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, other: torch.Tensor | None = None, inplace: bool = False) -> torch.Tensor:
+        """act(conv(x) [+ other]); with ``inplace`` the result is written into ``other``."""
         pad, stride = [self.padding] * 2, [self.stride] * 2
         scalars = [] if self.slope is None else [self.slope]
         if self.fused:
             ops = torch.ops.mkldnn
+            if other is not None and inplace:
+                return ops._convolution_pointwise_.binary(other, x, self.w, self.b, pad, stride, [1, 1], 1,
+                                                          "add", None, self.act, scalars, None)
             if other is None:
                 return ops._convolution_pointwise(x, self.w, self.b, pad, stride, [1, 1], 1,
                                                   self.act or "none", scalars, "")
@@ -73,7 +86,8 @@ class Conv:
         y = F.conv2d(x, self.w, self.b, stride=self.stride, padding=self.padding)
         if other is not None:
             y = y.add_(other)
-        return _UNARY[self.act](y, self.slope)
+        y = _UNARY[self.act](y, self.slope)
+        return other.copy_(y) if inplace else y
 
 
 class FastMLFNet:
@@ -127,7 +141,8 @@ class FastMLFNet:
         b = self.stem_ssd(y)
         n, c, h, w = b.shape
         flat = b.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view: b is channels-last
-        mean_b = flat.sum(dim=1, dtype=torch.float64).div_(h * w).float()  # N×32
+        uniform = torch.full((n, 1, h * w), 1.0 / (h * w), device=b.device, dtype=b.dtype)
+        mean_b = torch.matmul(uniform, flat).squeeze(1)  # N×32
         kvec = (mean_b @ self.w_ql.t()) @ self.w_vl  # N×32: z_p = kvec·b_p
         proj = torch.matmul(flat, torch.stack([self.w_qr[0].expand(n, c), kvec], dim=2))  # N×P×2
         weights = torch.softmax(proj[..., 0], dim=1)  # channel gate: softmax of q over the P pixels
@@ -138,10 +153,12 @@ class FastMLFNet:
         return (b * m_ch).addcmul_(b, m_sp)
 
     def cmk(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Ordered so that at most five 32-channel maps are alive at once (p, q, m, |p-q|, conv out)."""
+        """Ordered so that at most four 32-channel maps are alive at once (p, q, m or |p-q|, conv out)."""
         p, q = self.stem_c1(x), self.stem_c2(y)
-        m = p * q
-        s = self.cmk4(torch.sub(p, q).abs_())
+        d = torch.sub(p, q).abs_()
+        s = self.cmk4(d)
+        m = torch.mul(p, q, out=d)  # reuse the |p-q| buffer (fresh large buffers cost page faults)
+        del d
         e = self.cmk1(p.add_(m))
         del p
         q.add_(m)
@@ -154,9 +171,8 @@ class FastMLFNet:
 
     def __call__(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            x = img1.to(self.device).contiguous(memory_format=CL)
-            y = img2.to(self.device).contiguous(memory_format=CL)
+            x, y = nhwc(img1.to(self.device)), nhwc(img2.to(self.device))
             acc = self.l1_cmk(self.cmk(x, y))
-            acc = self.l1_edg(self.edge(x), other=acc)
-            acc = self.l1_ssd(self.ssd(y), other=acc)
+            self.l1_edg(self.edge(x), other=acc, inplace=True)
+            self.l1_ssd(self.ssd(y), other=acc, inplace=True)
             return self.out(self.l2(acc))
