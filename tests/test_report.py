@@ -477,3 +477,18 @@ def test_missing_single_modality_row_gives_no_gain_instead_of_zero(tmp_path):
     row = pd.read_csv(tmp_path / "results/report/gains.csv").set_index("system").loc["segmentation/msrs/mlfuse"]
     assert math.isnan(row["vs_ir"]) and row["verdict"] == "no single-modality baseline"
     assert summary["missing"]["segmentation"] == {"msrs": ["ir", NOT_RUN]}
+
+
+def test_all_zero_task_is_flagged_and_ties_named(tmp_path):
+    """A detector that learned nothing (every mAP 0, as a too-short demo training gives) is called
+    out at the top instead of crowning an arbitrary 'best' method."""
+    params = synthesise(tmp_path, seed=5)
+    for method in METHODS:
+        path = tmp_path / f"results/detection/m3fd/{method}/metrics.json"
+        obj = json.loads(path.read_text())
+        obj["mAP50"] = 0.0
+        write_json(path, obj)
+    build_report(params, tmp_path)
+    md = (tmp_path / "results/report/report.md").read_text()
+    assert "WARNING: every detection result on m3fd has mAP50 = 0" in md
+    assert "best fusion methods (tied) `average`, `mlfuse` with 0.000" in md

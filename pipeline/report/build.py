@@ -116,19 +116,36 @@ def _missing_text(what: str, state) -> str | None:
 
 
 def _headline(gains: dict) -> list[str]:
+    """One line per task and dataset: the fusion method(s) with the largest gain over the best
+    single modality, with the interval and its plain-words verdict."""
     lines = []
     for task, per_dataset in gains.items():
         for dataset, per_method in per_dataset.items():
-            ranked = [(g["vs_best_single"], m, g) for m, g in per_method.items() if g["vs_best_single"] is not None]
+            ranked = [(g["vs_best_single"], m) for m, g in per_method.items() if g["vs_best_single"] is not None]
             if not ranked:
                 continue
-            gain, method, g = max(ranked)
+            gain, method = max(ranked)
+            tied = sorted(m for value, m in ranked if value == gain)
+            g = per_method[tied[0]]
+            who = (f"best fusion method `{method}`" if len(tied) == 1 else
+                   "best fusion methods (tied) " + ", ".join(f"`{m}`" for m in tied))
             ci = g.get("ci95")
-            interval = (f" (95 % interval {ci[0]:+.3f} to {ci[1]:+.3f})"
-                        if ci and None not in ci else "")
-            lines.append(f"- {task} on {dataset} ({g['metric']}): best fusion method `{method}` with "
-                         f"{g['value']:.3f}, {gain:+.3f} over the best single modality "
-                         f"(`{g['best_single']}`){interval}: {T.verdict(g)}.")
+            interval = f" (95 % interval {ci[0]:+.3f} to {ci[1]:+.3f})" if ci and None not in ci else ""
+            lines.append(f"- {task} on {dataset} ({g['metric']}): {who} with {g['value']:.3f}, "
+                         f"{gain:+.3f} over the best single modality (`{g['best_single']}`){interval}: "
+                         f"{T.verdict(g)}.")
+    return lines
+
+
+def _degenerate(results: StageResults) -> list[str]:
+    """Warnings for tasks whose rows are all zero (the models learned nothing to compare)."""
+    lines = []
+    for task, metric in HEADLINE.items():
+        for dataset, rows in results.task(task).items():
+            values = [r.get(metric) for r in rows.values()]
+            if len(values) > 1 and all(v == 0 for v in values):
+                lines.append(f"- WARNING: every {task} result on {dataset} has {metric} = 0: the models did "
+                             "not learn, so these rows cannot tell the methods apart (check the settings).")
     return lines
 
 
@@ -160,8 +177,9 @@ def build_sections(results: StageResults, gains: dict, params: dict, config: dic
                    frames: dict[str, tuple[str, object, dict, dict]]) -> list[Section]:
     """All report sections, in reading order."""
     gain_table = T.gains_frame(gains)
-    head = _headline(gains) + [f"- {where}: {text}" for where, text in _splits(results).items()
-                               if isinstance(text, str) and text.startswith("WARNING")]
+    head = _headline(gains) + _degenerate(results) + [
+        f"- {where}: {text}" for where, text in _splits(results).items()
+        if isinstance(text, str) and text.startswith("WARNING")]
     sections = [Section("In short", [Text("\n".join(head) if head else
                                           "No downstream gains are available yet (see below for what is missing)."),
                                      Text(UNITS + " ↑ means higher is better, ↓ lower is better; the best value "
