@@ -65,7 +65,7 @@ tbody tr:nth-child(even){background:#fafafa}td strong{color:#0a6b2f}
 caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #e3e3e3}
 figcaption{font-size:.88em;color:#555}.missing{color:#999}code{background:#f3f4f6;padding:0 .25em}
-pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:.8em}
+pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:.8em}.scroll{overflow-x:auto;max-width:100%}
 """.strip()
 
 
@@ -107,8 +107,8 @@ def _html_table(block: Table) -> str:
             cls = ' class="missing"' if text == "missing" else ""
             cells.append(f"<td{cls}>{text}</td>")
         body.append(f"<tr><td>{html.escape(str(index))}</td>{''.join(cells)}</tr>")
-    return (f"<table><caption>{html.escape(block.caption)}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>")
+    return (f'<div class="scroll"><table><caption>{html.escape(block.caption)}</caption><thead><tr>{head}'
+            f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
 def to_html(title: str, sections: list[Section]) -> str:
