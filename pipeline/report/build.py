@@ -276,6 +276,8 @@ def _write_csvs(out: Path, frames: dict, gain_table) -> list[Path]:
     gain_table.insert(0, "system", [f"{t}/{d}/{m}" for t, d, m in
                                     zip(gain_table.get("task", []), gain_table.get("dataset", []),
                                         gain_table.get("method", []))])
+    if "vs_best_single" in gain_table:               # last column = DVC's default plot y
+        gain_table = gain_table[[c for c in gain_table if c != "vs_best_single"] + ["vs_best_single"]]
     written.append(write_csv(out / "gains.csv", gain_table))
     for stale in out.glob("*.csv"):                   # tables of datasets that no longer exist
         if stale not in written:
