@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from tqdm import tqdm
 
 from pipeline.errors import DataError
 from pipeline.report.bootstrap import (Statistic, difference_interval, full_weights, map50_statistic,
@@ -150,7 +151,7 @@ def _add_intervals(task, rows, out, best, config) -> None:
     weights = resample_weights(len(common), config.samples, config.seed)
     ones = full_weights(len(common))
     boot, full = {}, {}
-    for name, item in data.items():
+    for name, item in tqdm(data.items(), desc=f"bootstrap {task}", unit="system", leave=False):
         index = {n: i for i, n in enumerate(item.names)}
         stat = item.make_stat([index[n] for n in common])
         boot[name], full[name] = stat(weights), float(stat(ones)[0])
