@@ -167,6 +167,23 @@ def test_gpu_asked_but_absent_falls_back_to_cpu(tiny, tmp_path, monkeypatch):
     assert [yolo_device(d) for d in ("cpu", "cuda", "cuda:1")] == ["cpu", "0", "1"]
 
 
+def test_mean_and_std_over_seeds(tiny, tmp_path):
+    prepared = stage.prepare_method(tiny_params(tiny, tmp_path, seeds=[0, 1]), "ir")
+    classes = prepared.data.classes
+
+    def seed(k, m, people):
+        return {"seed": k, "mAP50": m, "mAP50_95": m / 2, "precision": 0.5, "recall": 0.25,
+                "AP50": {c: (people if c == "People" else None) for c in classes},
+                "mAP50_ap_py": m, "mAP50_95_ap_py": m / 2}
+
+    out = stage.summarize(prepared, [seed(0, 0.2, 0.1), seed(1, 0.4, 0.3)])
+    assert out["mAP50"] == pytest.approx(0.3) and out["std"]["mAP50"] == pytest.approx(np.std([0.2, 0.4], ddof=1))
+    assert out["AP50"]["People"] == pytest.approx(0.2) and out["AP50"]["Car"] is None
+    assert out["std"]["precision"] == 0.0 and out["seeds"] == [0, 1] and out["n_seeds"] == 2
+    assert out["per_seed"]["1"]["mAP50"] == 0.4
+    assert out["test_boxes_per_class"]["Bus"] == 0 and out["n_test_boxes"] == sum(out["test_boxes_per_class"].values())
+
+
 def test_methods_always_include_baselines():
     params = {"fusion": {"methods": {"average": {}, "vis": {}, "mlfuse": {}}}}
     assert stage.detection_methods(params) == ["ir", "vis", "average", "mlfuse"]
