@@ -126,11 +126,18 @@ def run_with_server(command: Sequence[str], port: int | None = None, timeout: fl
               file=sys.stderr, flush=True)
         env = dict(os.environ, PREFECT_API_URL=api_url, FUSEBENCH_KEEP_PREFECT_API_URL="1")
         child = subprocess.Popen(list(command), env=env)
+        # SIGTERM/SIGHUP (a CI timeout, a closed terminal) go to the command; when it has ended the
+        # server is stopped as usual instead of being orphaned in its own session.
+        forward = lambda signum, _frame: child.send_signal(signum)  # noqa: E731
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)}
         try:
             return child.wait()
         except KeyboardInterrupt:
             child.send_signal(signal.SIGINT)
             return child.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,3 +46,23 @@ def test_server_that_cannot_start_fails_naming_its_log(tmp_path):
         with pytest.raises(FuseBenchError, match="server.log"):
             with server.temporary_server(port=port, timeout=60, log_path=tmp_path / "server.log"):
                 pass
+
+
+def test_sigterm_reaches_the_command_and_the_server_is_stopped(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    seen = tmp_path / "url.txt"
+    script = (f"import os, pathlib, time; pathlib.Path({str(seen)!r}).write_text(os.environ['PREFECT_API_URL']); "
+              "time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-m", "flows.server", "--", sys.executable, "-c", script],
+                            cwd=str(tmp_path.parent), stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while not seen.is_file() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    api_url = seen.read_text()
+    assert server.healthy(api_url)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0                            # the command was terminated
+    assert not server.healthy(api_url, timeout=1.0)              # and the server did not outlive it
