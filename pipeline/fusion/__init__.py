@@ -1,0 +1,12 @@
+"""Image fusion: one registry of methods, colour handling, MLFuse inference and the fusion stage.
+
+* :mod:`pipeline.fusion.registry` — ``FusionMethod`` interface, ``get_method(name, **options)``,
+  ``available_methods()``;
+* :mod:`pipeline.fusion.classical` — ``ir``, ``vis``, ``average``, ``max``, ``laplacian``, ``vsm_wls``
+  (rule in :mod:`pipeline.fusion.vsm_wls`);
+* :mod:`pipeline.fusion.mlfuse` — ``mlfuse`` (network :mod:`pipeline.fusion.mlfuse_net`, fast
+  inference :mod:`pipeline.fusion.mlfuse_fast`);
+* :mod:`pipeline.fusion.precomputed` — ``kind: precomputed`` folders of fused images;
+* :mod:`pipeline.fusion.colour` — YCbCr formulas and the grey/colour rule;
+* :mod:`pipeline.fusion.stage` — ``fuse_pair``, ``fuse_samples``, ``run_fusion`` (files, resume, timing).
+"""
