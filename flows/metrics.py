@@ -6,8 +6,8 @@ For every fused dataset (``fusion.datasets``, default ``m3fd`` and ``msrs``) the
 triples are split into batches of ``orchestration.batch_size`` images, one Prefect task per batch
 (retried once) on the configured task runner (threads, or Dask workers across machines); each
 batch is scored in its task's process by :func:`pipeline.metrics.stage.evaluate_triples`. The
-``metrics`` params section gives ``convention`` (``matlab`` default, or ``cddfuse``) and ``only``
-(metric names, default all).
+``metrics`` params section gives ``convention`` (``matlab`` default, or ``cddfuse``), ``only``
+(metric names, default all) and ``splits`` (dataset splits to score, default all).
 
 Outputs (:mod:`pipeline.metrics.stage` layout, built in a staging folder and renamed into place
 when every batch succeeded): ``results/metrics/<method>/<dataset>.csv`` and ``summary.json``.
@@ -24,6 +24,7 @@ from flows._staging import fingerprint, samples_stamp, staged
 from flows.fuse import fused_datasets, fused_folder
 from flows.vsm import batch_size, batches
 from pipeline.config import section
+from pipeline.errors import ConfigError
 
 CODE = ("pipeline/metrics", "pipeline/datasets.py", "pipeline/imageio.py")
 OUT_ROOT = Path("results/metrics")
@@ -32,8 +33,19 @@ OUT_ROOT = Path("results/metrics")
 def metrics_config(params: dict) -> dict:
     config = dict(section(params, "metrics", {}) or {})
     only = config.get("only")
+    splits = config.get("splits")
     return {"convention": config.get("convention", "matlab"),
-            "only": ",".join(only) if isinstance(only, (list, tuple)) else only}
+            "only": ",".join(only) if isinstance(only, (list, tuple)) else only,
+            "splits": list(splits) if splits else None}
+
+
+def scored_samples(params: dict, dataset: str) -> list:
+    """The samples of ``dataset`` in ``metrics.splits`` (all when unset)."""
+    from pipeline.datasets import load_configured
+
+    data = load_configured(params, dataset)
+    splits = metrics_config(params)["splits"]
+    return data.split(*splits) if splits else list(data.samples)
 
 
 def score_batch(jobs: list, convention: str, only, done_file: str | None = None):
@@ -58,14 +70,15 @@ def score_method(params: dict, method: str, out_root: Path, use_batch_cache: boo
     ``{dataset: DataFrame}``."""
     import pandas as pd
 
-    from pipeline.datasets import load_configured
     from pipeline.metrics.stage import triples_for_dataset, write_metric_results
 
     cfg = metrics_config(params)
     frames = {}
     batch_dir = out_root / method / ".batches"
     for dataset in fused_datasets(params):
-        samples = load_configured(params, dataset).samples
+        samples = scored_samples(params, dataset)
+        if not samples:
+            raise ConfigError(f"dataset {dataset!r} has no images in metrics.splits {cfg['splits']}", "params.yaml")
         jobs = triples_for_dataset(samples, fused_folder(dataset, method))
         units = [(f"{dataset}:{start}", (batch, cfg["convention"], cfg["only"],
                                           str(batch_dir / f"{dataset}-{start:06d}.csv") if use_batch_cache else None))
@@ -85,9 +98,7 @@ def score_method(params: dict, method: str, out_root: Path, use_batch_cache: boo
 
 @stage_flow("metrics")
 def metrics_flow(params: dict, method: str) -> dict:
-    from pipeline.datasets import load_configured
-
-    inputs = {ds: samples_stamp(load_configured(params, ds).samples) for ds in fused_datasets(params)}
+    inputs = {ds: samples_stamp(scored_samples(params, ds)) for ds in fused_datasets(params)}
     fused = {ds: sorted(p.name for p in fused_folder(ds, method).glob("*")) for ds in fused_datasets(params)}
     key = fingerprint({"method": method, "metrics": metrics_config(params), "inputs": inputs, "fused": fused}, CODE)
     with staged([OUT_ROOT / method], key) as (staging,):

@@ -45,3 +45,15 @@ def test_failed_batch_is_reported_nothing_published_and_rerun_resumes(tmp_path, 
     assert not (final / ".batches").exists() and not staging.exists()
     summary = json.loads((final / "summary.json").read_text())
     assert summary["datasets"]["tiny"]["EN"]["n"] == 6
+
+
+def test_metrics_splits_select_the_scored_images(tmp_path, monkeypatch):
+    from flows.metrics import metrics_config, scored_samples
+
+    monkeypatch.chdir(tmp_path)
+    tiny_project(tmp_path, n=3)
+    params = tiny_params()
+    assert [s.name for s in scored_samples(params, "tiny")] == ["000", "001", "002"]
+    params["metrics"]["splits"] = ["test"]
+    assert scored_samples(params, "tiny") == []                # `pairs` sets are all in split "all"
+    assert metrics_config(params) == {"convention": "matlab", "only": "EN,SF,Qabf", "splits": ["test"]}
