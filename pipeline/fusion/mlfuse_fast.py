@@ -135,7 +135,8 @@ class FastMLFNet:
         t = F.max_pool2d(self.e2(s), kernel_size=7, stride=3)
         t = self.e3_(self.e3(self.e_max(t)))
         t = F.interpolate(t, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return self.e4(self.e_f(s, other=t.contiguous(memory_format=CL)))
+        t = t.contiguous(memory_format=CL)
+        return self.e4(self.e_f(s, other=t, inplace=True))
 
     def ssd(self, y: torch.Tensor) -> torch.Tensor:
         b = self.stem_ssd(y)
