@@ -147,7 +147,10 @@ def mean_gflops(method: FusionMethod, samples: Sequence) -> float:
     return sum(method.gflops(*k) * v for k, v in sizes.items()) / max(1, len(samples))
 
 
-def _record(method: FusionMethod, dataset, stats: dict, previous: dict | None, params: dict) -> dict:
+def fusion_record(method: FusionMethod, dataset, stats: dict, previous: dict | None, params: dict) -> dict:
+    """The timing/efficiency record of ``method`` on ``dataset`` (a PairDataset) from
+    :func:`fuse_samples` stats; ``previous`` (the record already on disk) keeps the measured timing
+    when everything was resumed."""
     from pipeline.results import provenance
 
     if not stats["computed"] and previous:  # everything resumed: keep the measured timing
@@ -185,9 +188,12 @@ def run_fusion(params: dict, methods: Sequence[str] | None = None, datasets: Seq
                                  gray=bool(cfg.get("gray", False)), dataset=ds_name, progress=progress)
             path = res_root / name / f"{ds_name}.json"
             previous = read_json(path) if path.is_file() else None
-            record = _record(method, dataset, stats, previous,
+            record = fusion_record(method, dataset, stats, previous,
                              {"fusion": {"method": name, "options": configured.get(name) or {},
                                          "gray": bool(cfg.get("gray", False))}})
             write_json(path, record)
             records.append(record)
     return records
+
+
+_record = fusion_record  # name used by flows/fuse.py
