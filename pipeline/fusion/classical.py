@@ -14,9 +14,10 @@ from pipeline.fusion.vsm_wls import vsm_wls_fuse
 
 @register("ir")
 class InfraredOnly(FusionMethod):
-    """Baseline: the infrared (functional) image passed through, F = IR."""
+    """Baseline: the infrared (functional) image passed through, F = IR (written as stored)."""
 
     kind = "baseline"
+    source = "ir"
 
     def fuse_arrays(self, ir, vis):
         return ir.astype(np.float64)
@@ -24,9 +25,10 @@ class InfraredOnly(FusionMethod):
 
 @register("vis")
 class VisibleOnly(FusionMethod):
-    """Baseline: the visible (structural) image passed through, F = VIS."""
+    """Baseline: the visible (structural) image passed through, F = VIS (written as stored)."""
 
     kind = "baseline"
+    source = "vis"
 
     def fuse_arrays(self, ir, vis):
         return vis.astype(np.float64)

@@ -54,6 +54,22 @@ def _as_array(image) -> np.ndarray:
     return read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
 
 
+def compose(method: FusionMethod, raw: np.ndarray, ir: np.ndarray, vis: np.ndarray, cbcr,
+            gray: bool = False) -> np.ndarray:
+    """The 8-bit image a method's raw output becomes.
+
+    Fusion methods: fused Y recombined with the chrominance donor's Cb/Cr (grey with ``gray``).
+    Single-modality baselines (``source`` attribute) are the source image **as stored**: the
+    ``ir`` row is the infrared image itself, never infrared luminance with the visible colour put
+    back, so the infrared-only downstream baseline sees no visible information.
+    """
+    source = getattr(method, "source", None)
+    if source is not None:
+        image = ir if source == "ir" else vis
+        return colour.luma(image) if gray and image.ndim == 3 else image
+    return colour.merge(method.to_uint8(raw), None if gray else cbcr)
+
+
 def fuse_pair_raw(method: FusionMethod, ir, vis, gray: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(8-bit fused image, raw float output) of one registered pair (see the module docstring)."""
     ir, vis = _as_array(ir), _as_array(vis)
@@ -61,7 +77,7 @@ def fuse_pair_raw(method: FusionMethod, ir, vis, gray: bool = False) -> tuple[np
         raise DataError(f"size mismatch: infrared {ir.shape[:2]} vs visible {vis.shape[:2]}")
     y_ir, y_vis, cbcr = colour.split_pair(ir, vis)
     raw = method.fuse(colour.to_float(y_ir), colour.to_float(y_vis))
-    return colour.merge(method.to_uint8(raw), None if gray else cbcr), raw
+    return compose(method, raw, ir, vis, cbcr, gray), raw
 
 
 def fuse_pair(method: FusionMethod, ir, vis, gray: bool = False) -> np.ndarray:
@@ -118,8 +134,8 @@ def fuse_samples(method: FusionMethod, samples: Iterable, out_dir: str | Path, g
             t1 = time.perf_counter()
             raws = method.fuse_batch(inputs)
             compute += time.perf_counter() - t1
-            images = [colour.merge(method.to_uint8(raw), None if gray else cbcr)
-                      for raw, (_, _, cbcr) in zip(raws, split)]
+            images = [compose(method, raw, ir, vis, cbcr, gray)
+                      for raw, (ir, vis), (_, _, cbcr) in zip(raws, pairs, split)]
         for sample, image in zip(chunk, images):
             shape = image.shape[:2]
             if shape not in flops_cache:
