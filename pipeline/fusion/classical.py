@@ -12,26 +12,31 @@ from pipeline.fusion.registry import FusionMethod, register
 from pipeline.fusion.vsm_wls import vsm_wls_fuse
 
 
-@register("ir")
-class InfraredOnly(FusionMethod):
-    """Baseline: the infrared (functional) image passed through, F = IR (written as stored)."""
+class SourceBaseline(FusionMethod):
+    """Single-modality baseline: one source passed through, F = that source.
+
+    The fusion stage writes it as stored (:func:`pipeline.fusion.stage.compose`), so the
+    downstream ``ir`` row sees only infrared and the ``vis`` row only the visible image."""
 
     kind = "baseline"
     source = "ir"
 
     def fuse_arrays(self, ir, vis):
-        return ir.astype(np.float64)
+        return (ir if self.source == "ir" else vis).astype(np.float64)
+
+
+@register("ir")
+class InfraredOnly(SourceBaseline):
+    """Baseline F = IR (infrared / functional image)."""
+
+    source = "ir"
 
 
 @register("vis")
-class VisibleOnly(FusionMethod):
-    """Baseline: the visible (structural) image passed through, F = VIS (written as stored)."""
+class VisibleOnly(SourceBaseline):
+    """Baseline F = VIS (visible / structural image)."""
 
-    kind = "baseline"
     source = "vis"
-
-    def fuse_arrays(self, ir, vis):
-        return vis.astype(np.float64)
 
 
 @register("average")
