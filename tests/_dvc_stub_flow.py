@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +34,8 @@ def main() -> None:
     args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
     params = yaml.safe_load(Path("params.yaml").read_text())
     method = args.get("method")
+    if os.environ.get("STUB_FAIL") == f"{stage}@{method}":
+        raise SystemExit(f"{stage}@{method}: simulated failure")
     if stage == "train_mlfuse":
         h = digest(params["mlfuse"]["train"], "data/vsm")
         write("models/mlfuse/model_fuse.pth", h)

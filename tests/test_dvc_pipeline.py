@@ -27,8 +27,8 @@ STUBBED = ("train_mlfuse", "detect", "segment", "report")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".cache")
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", DVC_NO_ANALYTICS="1",
+def run(cmd: list[str], cwd: Path, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **extra_env, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", DVC_NO_ANALYTICS="1",
                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
     env.pop("PREFECT_API_URL", None)
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
@@ -152,7 +152,8 @@ def test_new_fusion_method_runs_only_its_stages_and_the_report(project):
 
 
 def test_mlfuse_training_change_is_seen_by_training_and_fusion_only(project):
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    original = (project / "params.yaml").read_text()
+    params = yaml.safe_load(original)
     params["mlfuse"]["train"]["lr"] = 5.0e-4
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = dvc(project, "status")
@@ -160,3 +161,19 @@ def test_mlfuse_training_change_is_seen_by_training_and_fusion_only(project):
     assert changed == {"vsm", "train_mlfuse"}
     stale = set(re.findall(r"Running stage '([^']+)'", dvc(project, "repro", "--dry")))
     assert {"vsm", "train_mlfuse"} <= stale and not any(s.startswith(("detect", "segment", "metrics")) for s in stale)
+    (project / "params.yaml").write_text(original)
+    assert "up to date" in dvc(project, "status")
+
+
+def test_failing_method_does_not_hide_the_others_and_rerun_finishes(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["detection"]["epochs"] = 3
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run([str(BIN / "dvc"), "repro", "--keep-going"], project, check=False, STUB_FAIL="detect@average")
+    assert out.returncode != 0
+    ran = set(re.findall(r"Running stage '([^']+)'", out.stdout))
+    assert {"detect@ir", "detect@average", "detect@max"} <= ran and "report" not in ran
+    assert "detect@average: simulated failure" in out.stderr + out.stdout
+    status = dvc(project, "status")
+    assert "detect@average" in status and "detect@ir:" not in status     # the others are done and cached
+    assert repro(project, "repro") == {"detect@average", "report"}       # re-run finishes only the rest
