@@ -157,6 +157,7 @@ def stage_flow(stage: str, **flow_kwargs) -> Callable:
             params = params if params is not None else load_params(PARAMS_FILE)
             inner = flow(name=f"fusebench-{stage}", task_runner=make_task_runner(params),
                          log_prints=True, **flow_kwargs)(fn)
+            _SUMMARY.clear()  # records of units run outside a flow (e.g. a body called directly)
             start = time.perf_counter()
             try:
                 value = inner(params, **kwargs)
