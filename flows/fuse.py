@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flows._batches import batch_size, batches
 from flows._common import main_entry, run_units, stage_flow
 from flows._staging import fingerprint, samples_stamp, staged
-from flows.vsm import batch_size, batches
 from pipeline.config import section
 from pipeline.errors import ConfigError
 

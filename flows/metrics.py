@@ -19,10 +19,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from flows._batches import batch_size, batches
 from flows._common import main_entry, run_units, stage_flow
 from flows._staging import fingerprint, samples_stamp, staged
 from flows.fuse import fused_datasets, fused_folder
-from flows.vsm import batch_size, batches
 from pipeline.config import section
 from pipeline.errors import ConfigError
 

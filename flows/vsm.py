@@ -12,21 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flows._batches import batch_size, batches
 from flows._common import main_entry, run_units, stage_flow
 from flows._staging import fingerprint, samples_stamp, staged
 from pipeline.config import section
 
 CODE = ("pipeline/vsm.py", "pipeline/datasets.py", "pipeline/imageio.py")
-
-
-def batches(items: list, size: int) -> list[tuple[int, list]]:
-    """``[(start, items[start:start + size]), ...]`` (size >= 1)."""
-    size = max(1, int(size))
-    return [(start, items[start:start + size]) for start in range(0, len(items), size)]
-
-
-def batch_size(params: dict, default: int = 16) -> int:
-    return int(section(params, "orchestration.batch_size", default) or default)
 
 
 @stage_flow("vsm")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from flows._staging import fingerprint, publish, staged, staging_path
-from flows.vsm import batches
+from flows._batches import batches
 
 
 def test_outputs_appear_only_when_the_block_succeeds(tmp_path):
