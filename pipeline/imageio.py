@@ -86,12 +86,6 @@ def read_label_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """``(height, width)`` of an image file (decodes it; raises :class:`DataError` if unreadable)."""
-    image = read_image(path)
-    return int(image.shape[0]), int(image.shape[1])
-
-
 def _channels_equal(image: np.ndarray) -> bool:
     return bool(np.array_equal(image[:, :, 0], image[:, :, 1]) and np.array_equal(image[:, :, 0], image[:, :, 2]))
 
