@@ -174,11 +174,11 @@ def _gain_sections(gains: dict, gain_table) -> list:
 
 
 def build_sections(results: StageResults, gains: dict, params: dict, config: dict,
-                   frames: dict[str, tuple[str, object, dict, dict]]) -> list[Section]:
-    """All report sections, in reading order."""
-    gain_table = T.gains_frame(gains)
+                   frames: dict[str, tuple[str, object, dict, dict]], gain_table) -> list[Section]:
+    """All report sections, in reading order (``gain_table``: :func:`tables.gains_frame` of ``gains``)."""
+    splits = _splits(results)
     head = _headline(gains) + _degenerate(results) + [
-        f"- {where}: {text}" for where, text in _splits(results).items()
+        f"- {where}: {text}" for where, text in splits.items()
         if isinstance(text, str) and text.startswith("WARNING")]
     sections = [Section("In short", [Text("\n".join(head) if head else
                                           "No downstream gains are available yet (see below for what is missing)."),
@@ -210,7 +210,7 @@ def build_sections(results: StageResults, gains: dict, params: dict, config: dic
         blocks.append(Table(caption, frame, directions, specs=specs))
     sections.append(Section("How big and how fast is each method?", blocks))
     sections.append(Section("What the images look like", _example_blocks(results, params, config)))
-    sections.append(Section("How these numbers were produced", _provenance_blocks(results, params, config)))
+    sections.append(Section("How these numbers were produced", _provenance_blocks(splits, params, config)))
     return sections
 
 
@@ -231,8 +231,7 @@ def _counts(value) -> str:
     return ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
 
 
-def _provenance_blocks(results: StageResults, params: dict, config: dict) -> list:
-    splits = _splits(results)
+def _provenance_blocks(splits: dict, params: dict, config: dict) -> list:
     split_text = ("\n".join(f"- {key}: {_counts(value)}" for key, value in splits.items()) if splits
                   else "- the stages recorded no split in their results")
     version_frame = pd.DataFrame({"version": versions()}).rename_axis("package")
@@ -302,10 +301,11 @@ def build_report(params: dict | None = None, root: str | Path = ".", out: str | 
     gains = compute_gains(results, BootstrapConfig(int(config["bootstrap_samples"]), int(config["seed"]),
                                                    float(config["confidence"])), progress=log)
     frames = _frames(results, params)
-    _write_csvs(out, frames, T.gains_frame(gains))
+    gain_table = T.gains_frame(gains)
+    _write_csvs(out, frames, gain_table)
     summary = build_summary(results, gains, params, config)
     log("drawing figures and writing report.md / report.html")
-    sections = build_sections(results, gains, params, config, frames)
+    sections = build_sections(results, gains, params, config, frames, gain_table)
     figures_dir = out / "figures"
     if figures_dir.is_dir():
         shutil.rmtree(figures_dir)
