@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.errors import FuseBenchError
 from pipeline.report.figures import draw_boxes, image_grid, load_panel, load_scaled
-from pipeline.report.gains import prediction_records, seed_dirs
+from pipeline.report.gains import records_in, seed_dirs
 from pipeline.report.load import REFERENCE_METHODS, StageResults, read_json_file
 
 
@@ -114,7 +114,7 @@ def _first_seed_records(method_dir: Path) -> tuple[dict[str, dict], list[str]]:
         if path.is_file():
             obj = read_json_file(path)
             classes = obj.get("classes", []) if isinstance(obj, dict) else []
-            return {str(r["name"]): r for r in prediction_records(path)}, list(classes)
+            return {str(r["name"]): r for r in records_in(obj, path)}, list(classes)
     return {}, []
 
 

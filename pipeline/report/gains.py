@@ -72,7 +72,11 @@ def _segmentation_data(method_dir: Path) -> PerImage | None:
 def prediction_records(path: Path) -> list[dict]:
     """Per-image records from a detection ``predictions.json`` (a list, or ``{"images": [...]}``);
     each must carry a ``name``."""
-    obj = read_json_file(path)
+    return records_in(read_json_file(path), path)
+
+
+def records_in(obj, path: Path) -> list[dict]:
+    """The per-image records of an already parsed ``predictions.json`` (see :func:`prediction_records`)."""
     records = obj.get("images") if isinstance(obj, dict) else obj
     if not isinstance(records, list) or not all(isinstance(r, dict) and "name" in r for r in records):
         raise DataError("predictions.json must hold a list of per-image records with a 'name'", path)
