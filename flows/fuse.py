@@ -72,7 +72,7 @@ def combine_stats(parts: list[dict]) -> dict:
 def fuse_flow(params: dict, method: str) -> dict:
     from pipeline.datasets import load_configured
     from pipeline.fusion.registry import get_method
-    from pipeline.fusion.stage import _record
+    from pipeline.fusion.stage import fusion_record
     from pipeline.results import write_json
 
     options = method_options(params, method)
@@ -91,8 +91,8 @@ def fuse_flow(params: dict, method: str) -> dict:
             report = run_units(f"fuse:{method}", fuse_batch, units)
             report.raise_if_failed()
             stats = combine_stats([report.values[unit] for unit, _ in units])
-            record = _record(fused_method, dataset, stats, None,
-                             {"fusion": {"method": method, "options": options, "gray": gray}})
+            record = fusion_record(fused_method, dataset, stats, None,
+                                   {"fusion": {"method": method, "options": options, "gray": gray}})
             write_json(record_dir / f"{ds}.json", record)
             records[ds] = record
             print(f"fuse {ds}/{method}: {record['images']} images, "

@@ -211,5 +211,3 @@ def run_fusion(params: dict, methods: Sequence[str] | None = None, datasets: Seq
             records.append(record)
     return records
 
-
-_record = fusion_record  # name used by flows/fuse.py
