@@ -37,6 +37,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+import cv2
 import numpy as np
 
 from pipeline.errors import DataError
@@ -127,7 +128,7 @@ def compute_vsm_maps(samples: Iterable, out_root: str | Path, set_name: str,
             raise DataError(f"size mismatch: visible {vis.shape[:2]} vs infrared {ir.shape[:2]} "
                             f"({sample.vis})", sample.ir)
         if ir.ndim == 3:
-            ir = read_image(sample.ir, mode="gray")
+            ir = cv2.cvtColor(ir, cv2.COLOR_RGB2GRAY)  # = read_image(mode="gray"), without decoding again
         for key, image in (("img1", vis), ("img2", ir)):
             path = map_path(out_root, set_name, sample.name, key)
             if path.is_file() and _valid_map(path, image.shape):
