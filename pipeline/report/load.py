@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import DataError
+from pipeline.results import read_json
 
 REFERENCE_METHODS = ("ir", "vis")
 TASKS = ("detection", "segmentation")
@@ -57,8 +58,7 @@ class StageResults:
 def read_json_file(path: Path) -> Any:
     """JSON from ``path``; a DataError naming the file when it cannot be parsed."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        return read_json(path)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"cannot read result file ({err})", path) from err
 
