@@ -173,10 +173,11 @@ def _gain_sections(gains: dict, gain_table) -> list:
     return blocks
 
 
-def build_sections(results: StageResults, gains: dict, params: dict, config: dict,
+def build_sections(results: StageResults, summary: dict, params: dict, config: dict,
                    frames: dict[str, tuple[str, object, dict, dict]], gain_table) -> list[Section]:
-    """All report sections, in reading order (``gain_table``: :func:`tables.gains_frame` of ``gains``)."""
-    splits = _splits(results)
+    """All report sections, in reading order; ``summary`` from :func:`build_summary` (its gains,
+    splits and versions), ``gain_table`` = :func:`tables.gains_frame` of its gains."""
+    gains, splits = summary["gains"], summary["splits"]
     head = _headline(gains) + _degenerate(results) + [
         f"- {where}: {text}" for where, text in splits.items()
         if isinstance(text, str) and text.startswith("WARNING")]
@@ -210,7 +211,8 @@ def build_sections(results: StageResults, gains: dict, params: dict, config: dic
         blocks.append(Table(caption, frame, directions, specs=specs))
     sections.append(Section("How big and how fast is each method?", blocks))
     sections.append(Section("What the images look like", _example_blocks(results, params, config)))
-    sections.append(Section("How these numbers were produced", _provenance_blocks(splits, params, config)))
+    sections.append(Section("How these numbers were produced",
+                            _provenance_blocks(splits, summary["versions"], params, config)))
     return sections
 
 
@@ -231,10 +233,10 @@ def _counts(value) -> str:
     return ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
 
 
-def _provenance_blocks(splits: dict, params: dict, config: dict) -> list:
+def _provenance_blocks(splits: dict, package_versions: dict, params: dict, config: dict) -> list:
     split_text = ("\n".join(f"- {key}: {_counts(value)}" for key, value in splits.items()) if splits
                   else "- the stages recorded no split in their results")
-    version_frame = pd.DataFrame({"version": versions()}).rename_axis("package")
+    version_frame = pd.DataFrame({"version": package_versions}).rename_axis("package")
     return [Text(f"Profile `{params.get('profile', 'n/a')}`. Bootstrap: {config['bootstrap_samples']} paired "
                  f"resamples of the test images, seed {config['seed']}, {config['confidence']:.0%} percentile "
                  "intervals; seeds averaged in every resample."),
@@ -305,7 +307,7 @@ def build_report(params: dict | None = None, root: str | Path = ".", out: str | 
     _write_csvs(out, frames, gain_table)
     summary = build_summary(results, gains, params, config)
     log("drawing figures and writing report.md / report.html")
-    sections = build_sections(results, gains, params, config, frames, gain_table)
+    sections = build_sections(results, summary, params, config, frames, gain_table)
     figures_dir = out / "figures"
     if figures_dir.is_dir():
         shutil.rmtree(figures_dir)
