@@ -134,6 +134,27 @@ def run_inline(stage: str, unit: str, fn: Callable, *args, **kwargs) -> Any:
     return value
 
 
+def run_method_seeds(stage: str, method: str, prepare: Callable[[], Any], seeds_of: Callable[[Any], list],
+                     run_seed: Callable, aggregate: Callable[[Any, list, list], Any],
+                     seed_args: Callable[[int], tuple] = lambda k: (),
+                     together: Callable[[Any], bool] = lambda prepared: False) -> tuple[list, Any]:
+    """One method of a per-seed stage: ``<method>:prepare`` (inline, ``prepare()``), one Prefect task
+    ``<method>:seed<s>`` per seed of ``seeds_of(prepared)`` running ``run_seed(prepared, seed,
+    *seed_args(k))`` (k: position of the seed), then ``<method>:aggregate`` (inline,
+    ``aggregate(prepared, seeds, seed_values)``). The seed tasks run one at a time (stopping at the
+    first failure) unless ``together(prepared)``: then they are submitted together. Returns
+    ``(seeds, aggregate value)``."""
+    prepared = run_inline(stage, f"{method}:prepare", prepare)
+    seeds = list(seeds_of(prepared))
+    units = [(f"{method}:seed{seed}", (prepared, seed, *seed_args(k))) for k, seed in enumerate(seeds)]
+    values = []
+    for batch in ([units] if together(prepared) else [[unit] for unit in units]):
+        report = run_units(stage, run_seed, batch, retries=0)
+        report.raise_if_failed()
+        values.extend(report.values[unit] for unit, _ in batch)
+    return seeds, run_inline(stage, f"{method}:aggregate", aggregate, prepared, seeds, values)
+
+
 def write_summary(stage: str, seconds: float, status: str, error: str | None = None,
                   name: str | None = None) -> Path:
     """Flow-run summary: total and per-unit durations and failures, in ``results/flow_runs/``."""

@@ -13,7 +13,9 @@ Outputs: see :mod:`pipeline.detection.stage`; flow-run summary
 """
 from __future__ import annotations
 
-from flows._common import method_entry, run_inline, run_units, stage_flow
+import functools
+
+from flows._common import method_entry, run_method_seeds, stage_flow
 
 
 @stage_flow("detect")
@@ -24,14 +26,10 @@ def detect_flow(params: dict, method: str | None = None) -> dict:
     methods = [method] if method else detection_methods(params)
     results = {}
     for name in methods:
-        prepared = run_inline("detect", f"{name}:prepare", prepare_method, params, name)
-        seeds = list(prepared.settings["seeds"])
-        seed_results = []
-        for seed in seeds:
-            report = run_units("detect", run_seed, [(f"{name}:seed{seed}", (prepared, seed))], retries=0)
-            report.raise_if_failed()
-            seed_results.append(report.values[f"{name}:seed{seed}"])
-        path = run_inline("detect", f"{name}:aggregate", write_method_metrics, prepared, seed_results)
+        seeds, path = run_method_seeds(
+            "detect", name, functools.partial(prepare_method, params, name),
+            lambda prepared: prepared.settings["seeds"], run_seed,
+            lambda prepared, seeds, seed_results: write_method_metrics(prepared, seed_results))
         results[name] = read_json(path)
         print(f"detect {name}: mAP50 {results[name]['mAP50']:.4f} (seeds {seeds})")
     return results

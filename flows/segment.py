@@ -11,7 +11,9 @@ on CUDA they are submitted together to the configured task runner. Outputs: see
 """
 from __future__ import annotations
 
-from flows._common import method_entry, run_inline, run_units, stage_flow
+import functools
+
+from flows._common import method_entry, run_method_seeds, stage_flow
 
 
 @stage_flow("segment")
@@ -21,13 +23,11 @@ def segment_flow(params: dict, method: str | None = None, dataset: str | None = 
     methods = [method] if method else method_names(params)
     results = {}
     for name in methods:
-        job = run_inline("segment", f"{name}:prepare", prepare, params, name, dataset)
-        seeds = list(job.cfg["seeds"])
-        units = [(f"{name}:seed{seed}", (job, seed, k == 0)) for k, seed in enumerate(seeds)]
-        batches = [[unit] for unit in units] if job.device == "cpu" else [units]
-        for batch in batches:
-            run_units("segment", run_seed, batch, retries=0).raise_if_failed()
-        results[name] = run_inline("segment", f"{name}:aggregate", aggregate, job, seeds)
+        seeds, results[name] = run_method_seeds(
+            "segment", name, functools.partial(prepare, params, name, dataset),
+            lambda job: job.cfg["seeds"], run_seed,
+            lambda job, seeds, _seed_results: aggregate(job, seeds),
+            seed_args=lambda k: (k == 0,), together=lambda job: job.device != "cpu")
         print(f"segment {name}: mIoU {results[name]['mIoU']:.4f} (seeds {seeds})")
     return results
 
