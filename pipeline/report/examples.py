@@ -11,6 +11,7 @@ through the sorted names (deterministic). Panels come from the stage outputs:
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,7 @@ def dataset_examples(params: dict, results: StageResults, dataset: str, config: 
     if not scenes:
         return {"scenes": [], "figures": [], "note": note or "no test scene has every method's fused image"}
 
+    @functools.cache                                      # the fusion and detection grids share panels
     def scaled(method: str, name: str) -> tuple[np.ndarray, float] | None:
         path = _fused_path(root, fused_dir, dataset, method, name)
         if not path.is_file() and method in REFERENCE_METHODS:
