@@ -22,9 +22,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from pipeline.datasets import IGNORE_INDEX, PairDataset, Sample, image_header_size, read_segmentation
+from pipeline.datasets import IGNORE_INDEX, PairDataset, Sample, image_header_size, images_by_stem, read_segmentation
 from pipeline.errors import DataError
-from pipeline.imageio import is_image, read_image
+from pipeline.imageio import read_image
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,12 @@ def fused_folder(fused_root: str | Path, dataset: str, method: str) -> Path:
 def fused_items(dataset: PairDataset, folder: str | Path, splits: Sequence[str] = ("train", "test")) -> list[SegItem]:
     """Items of ``splits`` whose image is ``<folder>/<sample name>.<any image suffix>``.
 
-    Raises :class:`DataError` naming the folder and (up to 10 of) the missing names."""
+    Raises :class:`DataError` naming the folder and (up to 10 of) the missing names, or two
+    images sharing a name (:func:`pipeline.datasets.images_by_stem`, as the detection stage)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError("fused image folder not found (run the fusion stage for this method first)", folder)
-    found = {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and is_image(p)}
+    found = images_by_stem(folder)
     samples = [s for s in dataset.samples if s.split in splits]
     missing = [s.name for s in samples if s.name not in found]
     if missing:
