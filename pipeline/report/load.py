@@ -133,6 +133,8 @@ def task_row(task: str, obj: dict, path: Path) -> dict:
 
 
 def _load_fusion_metrics(results: Path, out: StageResults) -> None:
+    from pipeline.metrics.stage import summarise
+
     base = results / "metrics"
     for folder in sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []:
         method = folder.name
@@ -164,9 +166,9 @@ def _load_fusion_metrics(results: Path, out: StageResults) -> None:
             except (OSError, ValueError) as err:
                 raise DataError(f"cannot read per-image metrics CSV ({err})", csv) from err
             numeric = frame.drop(columns=[c for c in ("name", "split") if c in frame]).select_dtypes("number")
-            numeric = numeric.replace([np.inf, -np.inf], np.nan)      # as the summary: finite values
-            out.fusion_metrics.setdefault(csv.stem, {})[method] = {c: float(numeric[c].mean()) for c in numeric}
-            out.fusion_std.setdefault(csv.stem, {})[method] = {c: float(numeric[c].std(ddof=0)) for c in numeric}
+            stats = summarise(frame, list(numeric.columns))   # the metrics stage's own summary
+            out.fusion_metrics.setdefault(csv.stem, {})[method] = {c: v["mean"] for c, v in stats.items()}
+            out.fusion_std.setdefault(csv.stem, {})[method] = {c: v["std"] for c, v in stats.items()}
 
 
 def _load_efficiency(results: Path, out: StageResults) -> None:
