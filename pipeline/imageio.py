@@ -141,3 +141,12 @@ def save_npy(path: str | Path, array: np.ndarray) -> Path:
         with open(tmp, "wb") as handle:
             np.save(handle, array)
     return Path(path)
+
+
+def save_torch(path: str | Path, obj) -> Path:
+    """``torch.save`` through a temporary file + rename (never a half-written checkpoint)."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)

@@ -57,7 +57,7 @@ import torch
 
 from pipeline.device import resolve_device
 from pipeline.errors import ConfigError, DataError
-from pipeline.imageio import atomic_path, write_image
+from pipeline.imageio import save_torch, write_image
 from pipeline.mlfuse_train import data as D
 from pipeline.mlfuse_train.losses import LOSS_NAMES, LOSS_WEIGHTS, mlfuse_loss, resolve_weights
 from pipeline.results import provenance, write_csv, write_json
@@ -143,13 +143,6 @@ def _set_rng_state(state: Mapping) -> None:
 def _cpu_state(model) -> dict:
     """State dict as plain contiguous CPU tensors (whatever memory format training used)."""
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-
-
-def save_torch(path: Path, obj) -> Path:
-    """``torch.save`` through a temporary file + rename (never a half-written checkpoint)."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-    return path
 
 
 def latest_checkpoint(folder: Path, fp: str) -> dict | None:

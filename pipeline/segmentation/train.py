@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 import torch
 
 from pipeline.errors import DataError
-from pipeline.imageio import atomic_path
+from pipeline.imageio import save_torch
 from pipeline.segmentation.data import SegItem, TrainSet
 from pipeline.segmentation.model import build_model
 
@@ -46,12 +46,6 @@ def fingerprint(cfg: Mapping, items: Sequence[SegItem], seed: int, n_classes: in
              "seed": int(seed), "classes": n_classes,
              "items": [(i.name, i.image.stat().st_size, i.label.stat().st_size) for i in items]}
     return hashlib.sha256(json.dumps(block, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def save_torch(path: Path, obj) -> Path:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-    return path
 
 
 def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
