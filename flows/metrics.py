@@ -65,9 +65,10 @@ def score_batch(jobs: list, convention: str, only, done_file: str | None = None)
     return frame
 
 
-def score_method(params: dict, method: str, out_root: Path, use_batch_cache: bool = True) -> dict:
-    """Score ``method`` on every fused dataset, writing into ``out_root/<method>/``; returns
-    ``{dataset: DataFrame}``."""
+def score_method(params: dict, method: str, out_root: Path, scored: dict[str, list],
+                 use_batch_cache: bool = True) -> dict:
+    """Score ``method`` on every fused dataset's samples ``scored`` (``{dataset: samples}``, from
+    :func:`scored_samples`), writing into ``out_root/<method>/``; returns ``{dataset: DataFrame}``."""
     import pandas as pd
 
     from pipeline.metrics.stage import triples_for_dataset, write_metric_results
@@ -75,8 +76,7 @@ def score_method(params: dict, method: str, out_root: Path, use_batch_cache: boo
     cfg = metrics_config(params)
     frames = {}
     batch_dir = out_root / method / ".batches"
-    for dataset in fused_datasets(params):
-        samples = scored_samples(params, dataset)
+    for dataset, samples in scored.items():
         if not samples:
             raise ConfigError(f"dataset {dataset!r} has no images in metrics.splits {cfg['splits']}", "params.yaml")
         jobs = triples_for_dataset(samples, fused_folder(dataset, method))
@@ -98,11 +98,12 @@ def score_method(params: dict, method: str, out_root: Path, use_batch_cache: boo
 
 @stage_flow("metrics")
 def metrics_flow(params: dict, method: str) -> dict:
-    inputs = {ds: samples_stamp(scored_samples(params, ds)) for ds in fused_datasets(params)}
-    fused = {ds: sorted(p.name for p in fused_folder(ds, method).glob("*")) for ds in fused_datasets(params)}
+    scored = {ds: scored_samples(params, ds) for ds in fused_datasets(params)}
+    inputs = {ds: samples_stamp(samples) for ds, samples in scored.items()}
+    fused = {ds: sorted(p.name for p in fused_folder(ds, method).glob("*")) for ds in scored}
     key = fingerprint({"method": method, "metrics": metrics_config(params), "inputs": inputs, "fused": fused}, CODE)
     with staged([OUT_ROOT / method], key) as (staging,):
-        frames = score_method(params, method, staging.parent)
+        frames = score_method(params, method, staging.parent, scored)
     return {ds: len(frame) for ds, frame in frames.items()}
 
 
