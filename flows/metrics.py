@@ -65,8 +65,7 @@ def score_batch(jobs: list, convention: str, only, done_file: str | None = None)
     return frame
 
 
-def score_method(params: dict, method: str, out_root: Path, scored: dict[str, list],
-                 use_batch_cache: bool = True) -> dict:
+def score_method(params: dict, method: str, out_root: Path, scored: dict[str, list]) -> dict:
     """Score ``method`` on every fused dataset's samples ``scored`` (``{dataset: samples}``, from
     :func:`scored_samples`), writing into ``out_root/<method>/``; returns ``{dataset: DataFrame}``."""
     import pandas as pd
@@ -81,7 +80,7 @@ def score_method(params: dict, method: str, out_root: Path, scored: dict[str, li
             raise ConfigError(f"dataset {dataset!r} has no images in metrics.splits {cfg['splits']}", "params.yaml")
         jobs = triples_for_dataset(samples, fused_folder(dataset, method))
         units = [(f"{dataset}:{start}", (batch, cfg["convention"], cfg["only"],
-                                          str(batch_dir / f"{dataset}-{start:06d}.csv") if use_batch_cache else None))
+                                          str(batch_dir / f"{dataset}-{start:06d}.csv")))
                  for start, batch in batches(jobs, batch_size(params))]
         report = run_units(f"metrics:{method}", score_batch, units)
         report.raise_if_failed()
