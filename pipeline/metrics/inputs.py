@@ -45,9 +45,10 @@ def to_gray(image: np.ndarray, convention: str, label: str = "image") -> np.ndar
     """
     check_convention(convention)
     array = np.asarray(image)
-    if array.ndim == 3 and array.shape[2] in (1, 4):
-        array = array[:, :, :1] if array.shape[2] == 1 else array[:, :, :3]
-        array = array[:, :, 0] if array.shape[2] == 1 else array
+    if array.ndim == 3 and array.shape[2] == 4:
+        array = array[:, :, :3]
+    elif array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
         raise DataError(f"expected an H×W grey or H×W×3 colour image, got shape {array.shape}", label)
     if array.shape[0] < 2 or array.shape[1] < 2:
