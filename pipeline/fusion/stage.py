@@ -32,6 +32,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from pipeline.datasets import Sample, read_pair
 from pipeline.errors import DataError
 from pipeline.fusion import colour
 from pipeline.fusion.registry import FusionMethod, get_method
@@ -41,13 +42,10 @@ CHUNK = 8  # pairs read and fused per call (lets network methods batch same-size
 
 
 def read_sources(ir_path: str | Path, vis_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a pair as stored (grey H×W or RGB H×W×3) and check the sizes agree (DataError otherwise)."""
-    ir, vis = read_image(ir_path), read_image(vis_path)
-    if ir.shape[:2] != vis.shape[:2]:
-        raise DataError(f"size mismatch: infrared is {ir.shape[1]}×{ir.shape[0]}, visible {vis_path} is "
-                        f"{vis.shape[1]}×{vis.shape[0]} (width×height); the pair must be registered",
-                        ir_path)
-    return ir, vis
+    """Read a pair given by paths as stored (grey H×W or RGB H×W×3); the sizes must agree
+    (:func:`pipeline.datasets.read_pair`, which raises a DataError naming both files otherwise)."""
+    ir_path, vis_path = Path(ir_path), Path(vis_path)
+    return read_pair(Sample(ir_path.stem, "all", ir_path, vis_path))
 
 
 def _as_array(image) -> np.ndarray:
@@ -122,7 +120,7 @@ def fuse_samples(method: FusionMethod, samples: Iterable, out_dir: str | Path, g
     for start in range(0, len(todo), CHUNK):
         chunk = todo[start:start + CHUNK]
         t0 = time.perf_counter()
-        pairs = [read_sources(s.ir, s.vis) for s in chunk]
+        pairs = [read_pair(s) for s in chunk]
         if method.kind == "precomputed":
             t1 = time.perf_counter()
             images = [_precomputed_image(method, located[s.name], ir, vis, gray)
