@@ -64,37 +64,41 @@ def _boundary_ok(ours: np.ndarray, png: np.ndarray, ref_raw: np.ndarray, raw_dif
 
 
 def test_raw_and_8bit_outputs_match_official(shared, method):
-    """RoadScene raws within 1e-5 (measured ≤ 8e-7). CT/MRI raws: the official files sit up to
-    1.7e-5 from a float64 evaluation of the same network, ours within 1e-6 (next test). The cause is
-    the channel gate's float32 sum over 65,536 pixels (Σ_p softmax(q)_p·v_p): its reduction order
-    alone moves the CT/MRI outputs by up to 3e-5 (sequential order 3.0e-5, 8 lanes 2.0e-5 from the
-    reference), so the official values carry their machine's BLAS order. Bound: 2.5e-5 max, 2e-6 mean."""
+    """Raw outputs within 1e-5 of the official files (measured ≤ 8e-7 with the fast path, ≤ 1.8e-7
+    eager), 8-bit images identical except ±1 on truncation boundaries. This holds on any CPU only
+    because the channel gate's pixel sum runs in the official four-lane order (mlfuse_reduction):
+    with this machine's BLAS order the CT/MRI raws were 1.7e-5 off."""
     for ir, vis, stem in reference_pairs(shared):
         image, raw = fuse_pair_raw(method, ir, vis, gray=True)
         ref = np.load(f"{stem}_raw.npy")
         assert raw.dtype == np.float32 and raw.shape == ref.shape
         err = np.abs(raw - ref)
-        bound = 1e-5 if "roadscene" in str(stem) else 2.5e-5
-        assert err.max() <= bound and err.mean() <= 2e-6, (stem, err.max())
+        assert err.max() <= 1e-5 and err.mean() <= 2e-7, (stem, err.max())
         _boundary_ok(image, read_image(f"{stem}.png"), ref, float(err.max()))
 
 
-def test_fast_path_equals_eager_and_float64(shared, weights):
+def test_eager_module_matches_official_and_fast_path(shared, weights):
+    """The plain eager module (training's forward) reproduces the official raws to 1e-6; the fast path
+    agrees with it; float64 differs from both by the official float32 rounding of the pixel sum."""
+    eager = get_method("mlfuse", weights=str(weights), fast=False)
+    for ir, vis, stem in list(reference_pairs(shared))[::3]:
+        _, raw = fuse_pair_raw(eager, ir, vis, gray=True)
+        assert np.abs(raw - np.load(f"{stem}_raw.npy")).max() <= 1e-6, stem
     ir, vis, _ = next(reference_pairs(shared))
     x = torch.from_numpy(read_image(vis) / np.float32(255))[None, None].float()
     y = torch.from_numpy(read_image(ir) / np.float32(255))[None, None].float()
     model = load_mlfnet(weights)
     with torch.no_grad():
-        eager = model(x, y)
+        outputs = model(x, y)
         exact = load_mlfnet(weights).double()(x.double(), y.double())[0]
-    assert len(eager) == 4 and all(t.shape == x.shape for t in eager)
-    assert (eager[0].double() - exact).abs().max() < 2e-6
+    assert len(outputs) == 4 and all(t.shape == x.shape for t in outputs)
+    assert (outputs[0].double() - exact).abs().max() < 3e-5
     fast = get_method("mlfuse", weights=str(weights)).runner()(x, y)
-    assert (fast.double() - exact).abs().max() < 2e-6
+    assert (fast - outputs[0]).abs().max() < 2e-6
     batched = get_method("mlfuse", weights=str(weights), batch_pixels=10**7)
     pair = (y[0, 0].numpy(), x[0, 0].numpy())
     outs = batched.fuse_batch([pair, pair])
-    assert len(outs) == 2 and np.abs(outs[1] - exact[0, 0].numpy()).max() < 1e-5  # batching: rounding only
+    assert len(outs) == 2 and np.abs(outs[1] - fast[0, 0].numpy()).max() < 1e-6  # batching: rounding only
 
 
 def test_official_postprocessing_truncates():

@@ -15,10 +15,11 @@ checked against the eager forward, float64 and the official outputs in the tests
   so the 96-channel concatenation is never built and each branch output is freed once used; the
   cross-modal branch (the largest) runs first, while no accumulator is alive;
 * spatial-spectral gates by associativity, on the NHWC view b (N×P×32) of the branch input:
-  mean_P(W_ql b) = W_ql mean_P(b); z_p = g·(W_vl b_p) = (W_vlᵀ g)·b_p; Σ_p w_p W_vr b_p = W_vr Σ_p w_p b_p.
-  So only two numbers per pixel are projected (q and z), never the 16-channel maps (the weighted
-  sum over pixels is accumulated chunk-wise in float64, :func:`weighted_sum`), and the two
-  pixel softmaxes are N×P vectors (over the last dimension: PyTorch's CPU softmax over a non-last
+  mean_P(W_ql b) = W_ql mean_P(b); z_p = g·(W_vl b_p) = (W_vlᵀ g)·b_p. So the pixel gate projects
+  only one number per pixel (z) instead of two 16-channel maps; the channel gate's values
+  v_p = W_vr b_p are projected as in the official code, because their weighted sum over the pixels
+  must run in the official float32 order (:func:`~pipeline.fusion.mlfuse_reduction.lane_dot`);
+  the two pixel softmaxes are N×P vectors (over the last dimension: PyTorch's CPU softmax over a non-last
   dimension accumulates less accurately, ~1e-4 relative at P = 65k, which the channel gate amplifies);
 * ``torch.inference_mode``; batches of same-size pairs go through in one call.
 
@@ -30,6 +31,7 @@ import torch
 from torch.nn import functional as F
 
 from pipeline.fusion.mlfuse_net import MLFNet
+from pipeline.fusion.mlfuse_reduction import lane_dot
 
 CL = torch.channels_last
 _UNARY = {None: lambda t, *_: t, "relu": lambda t, *_: F.relu_(t), "sigmoid": lambda t, *_: t.sigmoid_(),
@@ -56,22 +58,6 @@ def nhwc(t: torch.Tensor) -> torch.Tensor:
         return t.contiguous(memory_format=CL)
     t = t.contiguous()
     return t.as_strided(t.shape, (t.shape[2] * t.shape[3], 1, t.shape[3], 1))
-
-
-def weighted_sum(weights: torch.Tensor, flat: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Σ_p weights[n, p]·flat[n, p, :] (N×C) with float32 partial sums over chunks of ``chunk``
-    pixels added in float64. The channel gate is sensitive to this sum's rounding (its reduction
-    order alone moves MLFuse outputs by up to 3e-5 at 256×256), so it is computed in a way whose
-    accuracy does not depend on the BLAS library's reduction order."""
-    n, p, c = flat.shape
-    full = p // chunk * chunk
-    total = torch.zeros(n, c, dtype=torch.float64, device=flat.device)
-    if full:
-        parts = torch.matmul(weights[:, :full].reshape(n, -1, 1, chunk), flat[:, :full].reshape(n, -1, chunk, c))
-        total += parts.sum(dim=(1, 2), dtype=torch.float64)
-    if full < p:
-        total += torch.matmul(weights[:, full:].unsqueeze(1).double(), flat[:, full:].double()).squeeze(1)
-    return total.float()
 
 
 class Conv:
@@ -164,7 +150,9 @@ class FastMLFNet:
         kvec = (mean_b @ self.w_ql.t()) @ self.w_vl  # N×32: z_p = kvec·b_p
         proj = torch.matmul(flat, torch.stack([self.w_qr[0].expand(n, c), kvec], dim=2))  # N×P×2
         weights = torch.softmax(proj[..., 0], dim=1)  # channel gate: softmax of q over the P pixels
-        context = weighted_sum(weights, flat) @ self.w_vr.t()  # N×16
+        values = torch.matmul(flat, self.w_vr.t())  # N×P×16: v_p = W_vr b_p, as the official 1×1 conv
+        context = lane_dot(values.transpose(1, 2), weights)  # N×16, official float32 order
+        del values
         m_ch = torch.sigmoid(context @ self.w_up.t()).reshape(n, c, 1, 1)
         m_sp = torch.sigmoid(torch.softmax(proj[..., 1], dim=1)).reshape(n, h, w, 1).permute(0, 3, 1, 2)
         del proj, weights, flat

@@ -25,7 +25,11 @@ Differences from the official code (spec section 11), on purpose:
   the training helper owns the losses;
 * ``conv_dilation`` is defined and stored (it is in the checkpoint) but, as in the official forward,
   never called;
-* ``torch.tanh`` instead of the deprecated ``F.tanh`` (numerically identical).
+* ``torch.tanh`` instead of the deprecated ``F.tanh`` (numerically identical);
+* the channel gate's sum over all pixels (``torch.matmul(v, softmax(q)ᵀ)`` in the official code,
+  i.e. whatever order the machine's BLAS uses) is computed in the fixed four-lane float32 order of
+  the BLAS that made the official outputs (:mod:`pipeline.fusion.mlfuse_reduction`): same maths,
+  and the same float32 numbers on every machine.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.errors import DataError
+from pipeline.fusion.mlfuse_reduction import lane_dot
 
 N_STATE_ENTRIES = 111
 N_LEARNABLE = 111_817
@@ -135,7 +140,7 @@ class SSDNet(nn.Module):
         n, _, h, w = b.shape
         v = self.conv_v_right(b).reshape(n, -1, h * w)
         q = torch.softmax(self.conv_q_right(b).reshape(n, 1, h * w), dim=2)
-        context = torch.matmul(v, q.transpose(1, 2)).unsqueeze(-1)  # N×16×1×1
+        context = lane_dot(v, q[:, 0]).reshape(n, -1, 1, 1)  # N×16×1×1, official float32 order
         return b * torch.sigmoid(self.conv_up(context))
 
     def pixel_gate(self, b: torch.Tensor) -> torch.Tensor:
