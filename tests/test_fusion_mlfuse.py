@@ -153,3 +153,24 @@ def test_cli_fuse_mlfuse_matches_reference(shared, tmp_path, weights):
     assert read_image(tmp_path / "c.png").ndim == 3
     assert main(["fuse", "--method", "mlfuse", "--weights", str(tmp_path / "missing.pth"),
                  "--vis", str(vis), "--ir", str(ir), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_fast_workspace_reuse_sizes_and_threads(weights):
+    """The fast path reuses its buffers: results do not depend on earlier calls, sizes or threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.fusion.mlfuse_fast import FastMLFNet
+
+    model = load_mlfnet(weights)
+    torch.manual_seed(1)
+    inputs = [(torch.rand(n, 1, h, w), torch.rand(n, 1, h, w)) for n, h, w in ((1, 32, 40), (2, 48, 64), (1, 32, 40))]
+    fresh = [FastMLFNet(model)(x, y) for x, y in inputs]  # a new runner (new buffers) per input
+    shared = FastMLFNet(model)
+    for _ in range(2):
+        for (x, y), expected in zip(inputs, fresh):
+            assert torch.equal(shared(x, y), expected)
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda xy: shared(*xy), inputs * 2))
+    assert all(torch.equal(r, e) for r, e in zip(results, fresh * 2))
+    with torch.no_grad():
+        assert (fresh[1] - model(*inputs[1])[0]).abs().max() < 2e-6

@@ -12,8 +12,12 @@ checked against the eager forward, float64 and the official outputs in the tests
   before the activation). Elsewhere (CUDA) the same steps run unfused;
 * the 96->48 reconstruction convolution of the concatenation [u_edg | u_cmk | u_ssd] runs as three
   32->48 convolutions accumulated into one output (a convolution is linear in its input channels),
-  so the 96-channel concatenation is never built and each branch output is freed once used; the
-  cross-modal branch (the largest) runs first, while no accumulator is alive;
+  so the 96-channel concatenation is never built (measured: building it and running one 96->48
+  convolution is not faster here, the strided writes into it cost what the wider convolution saves);
+* every full-resolution map lives in a workspace of five NHWC buffers reused across calls
+  (:meth:`FastMLFNet.workspace`): fresh 40 MB tensors cost ~8 ms each of page faults here, so
+  convolutions write into zeroed buffers through oneDNN's in-place binary form, elementwise steps
+  use ``out=``; only the N×1×H×W result is a new tensor. Calls are serialised by a lock;
 * spatial-spectral gates by associativity, on the NHWC view b (N×P×32) of the branch input:
   mean_P(W_ql b) = W_ql mean_P(b); z_p = g·(W_vl b_p) = (W_vlᵀ g)·b_p. So the pixel gate projects
   only one number per pixel (z) instead of two 16-channel maps; the channel gate's values
@@ -27,6 +31,8 @@ Outputs: only the fused tanh image f (N×1×H×W); the auxiliary heads are not c
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch.nn import functional as F
 
@@ -36,6 +42,8 @@ from pipeline.fusion.mlfuse_reduction import lane_dot
 CL = torch.channels_last
 _UNARY = {None: lambda t, *_: t, "relu": lambda t, *_: F.relu_(t), "sigmoid": lambda t, *_: t.sigmoid_(),
           "tanh": lambda t, *_: t.tanh_(), "leaky_relu": lambda t, slope: F.leaky_relu_(t, slope)}
+_UNARY_OUT = {"sigmoid": lambda t, _, out: torch.sigmoid(t, out=out),
+              "leaky_relu": lambda t, slope, out: torch._C._nn.leaky_relu(t, slope, out=out)}
 
 
 def fold_bn(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -92,6 +100,28 @@ class Conv:
         y = _UNARY[self.act](y, self.slope)
         return other.copy_(y) if inplace else y
 
+    def into(self, x: torch.Tensor, out: torch.Tensor, act_out: torch.Tensor | None = None) -> torch.Tensor:
+        """act(conv(x)) written into the pre-allocated ``out`` (same result, no fresh allocation);
+        with ``act_out``, ``out`` keeps conv(x) and the activation is written into ``act_out``.
+
+        oneDNN has no "output into this tensor" entry point, so on CPU ``out`` is zeroed and the
+        in-place binary form computes conv(x) + 0 into it; activations other than ReLU (which that
+        form cannot fuse) then run in place."""
+        if not self.fused:
+            y = F.conv2d(x, self.w, self.b, stride=self.stride, padding=self.padding)
+            out.copy_(y if act_out is not None else _UNARY[self.act](y, self.slope))
+        else:
+            out.zero_()
+            fused_act = self.act if self.act == "relu" and act_out is None else None
+            torch.ops.mkldnn._convolution_pointwise_.binary(
+                out, x, self.w, self.b, [self.padding] * 2, [self.stride] * 2, [1, 1], 1, "add", None, fused_act,
+                [], None)
+            if act_out is None and self.act not in (None, "relu"):
+                _UNARY[self.act](out, self.slope)
+        if act_out is None:
+            return out
+        return _UNARY_OUT[self.act](out, self.slope, act_out)
+
 
 class FastMLFNet:
     """Inference-only MLFNet: ``FastMLFNet(model)(img1, img2) -> f`` (N×1×H×W, tanh output)."""
@@ -99,6 +129,9 @@ class FastMLFNet:
     def __init__(self, model: MLFNet):
         dev = next(model.parameters()).device
         self.device = dev
+        self._lock = threading.Lock()  # the workspace buffers are shared between calls
+        self._workspace_key: tuple | None = None
+        self._workspace: dict | None = None
 
         def conv(module, bn=None, **kw):
             return Conv(*fold_bn(module, bn), dev, **kw)
@@ -133,16 +166,50 @@ class FastMLFNet:
         self.l2 = conv(seq[3], seq[4], act="relu")
         self.out = conv(model.outc.conv, act="tanh")
 
-    def edge(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.e1(self.stem_edg(x))
-        t = F.max_pool2d(self.e2(s), kernel_size=7, stride=3)
-        t = self.e3_(self.e3(self.e_max(t)))
-        t = F.interpolate(t, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        t = t.contiguous(memory_format=CL)
-        return self.e4(self.e_f(s, other=t, inplace=True))
+    def workspace(self, n: int, h: int, w: int) -> dict[str, torch.Tensor]:
+        """Full-resolution NHWC buffers reused by every call of this size (kept until the size changes).
 
-    def ssd(self, y: torch.Tensor) -> torch.Tensor:
-        b = self.stem_ssd(y)
+        A fresh 40 MB tensor costs ~8 ms of page faults on first touch here, about as much as the
+        arithmetic of an elementwise pass, and a forward needs ~15 of them. Five buffers serve the
+        whole forward: ``a``, ``b``, ``c``, ``d`` (32 channels) and ``acc`` (48, the reconstruction
+        sum); the 16-channel scratch maps ``s16`` and ``t16`` live in ``d``'s storage, which the
+        cross-modal branch no longer needs when the edge branch starts. 176 channels in all
+        (554 MB at 768×1024), fewer than the unbuffered forward had alive at its peak."""
+        key = (n, h, w)
+        if self._workspace_key != key:
+            self._workspace = None  # free the old buffers before allocating new ones
+            empty = lambda c: torch.empty((n, c, h, w), device=self.device).contiguous(memory_format=CL)  # noqa: E731
+            d = empty(32)
+            flat = d.permute(0, 2, 3, 1).reshape(-1)  # d's NHWC storage, a view
+            half = lambda k: flat[k * n * h * w * 16:(k + 1) * n * h * w * 16].view(n, h, w, 16).permute(0, 3, 1, 2)  # noqa: E731
+            self._workspace = {"a": empty(32), "b": empty(32), "c": empty(32), "d": d, "acc": empty(48),
+                               "s16": half(0), "t16": half(1)}
+            self._workspace_key = key
+        return self._workspace
+
+    def cmk(self, x: torch.Tensor, y: torch.Tensor, ws: dict) -> torch.Tensor:
+        """u_cmk into b: p=a, q=b, |p-q| then p⊙q in c, s in d."""
+        p, q, c, d = self.stem_c1.into(x, ws["a"]), self.stem_c2.into(y, ws["b"]), ws["c"], ws["d"]
+        s = self.cmk4.into(torch.sub(p, q, out=c).abs_(), d)
+        m = torch.mul(p, q, out=c)
+        p.add_(m)
+        q.add_(m)
+        e = self.cmk1.into(p, c)  # m is dead
+        e.add_(self.cmk2.into(q, p))  # p+m is dead
+        certain = self.cmk3.into(e, p).add_(s)
+        return self.cmk5.into(certain, q)
+
+    def edge(self, x: torch.Tensor, ws: dict) -> torch.Tensor:
+        """u_edg into c (scratch: a, s16, t16)."""
+        s = self.e1.into(self.stem_edg.into(x, ws["a"]), ws["s16"])
+        t = F.max_pool2d(self.e2(s), kernel_size=7, stride=3)
+        t = self.e3_(self.e3(self.e_max(t))).contiguous(memory_format=CL)
+        up = torch._C._nn.upsample_bilinear2d(t, list(x.shape[-2:]), False, None, None, out=ws["t16"])
+        return self.e4.into(self.e_f(s, other=up, inplace=True), ws["c"])
+
+    def ssd(self, y: torch.Tensor, ws: dict) -> torch.Tensor:
+        """u_ssd into c (scratch: a, s16)."""
+        b = self.stem_ssd.into(y, ws["a"])
         n, c, h, w = b.shape
         flat = b.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view: b is channels-last
         uniform = torch.full((n, 1, h * w), 1.0 / (h * w), device=b.device, dtype=b.dtype)
@@ -150,35 +217,18 @@ class FastMLFNet:
         kvec = (mean_b @ self.w_ql.t()) @ self.w_vl  # N×32: z_p = kvec·b_p
         proj = torch.matmul(flat, torch.stack([self.w_qr[0].expand(n, c), kvec], dim=2))  # N×P×2
         weights = torch.softmax(proj[..., 0], dim=1)  # channel gate: softmax of q over the P pixels
-        values = torch.matmul(flat, self.w_vr.t())  # N×P×16: v_p = W_vr b_p, as the official 1×1 conv
+        values = ws["s16"].permute(0, 2, 3, 1).reshape(n, h * w, -1)  # a view of the 16-channel buffer
+        torch.matmul(flat, self.w_vr.t(), out=values)  # v_p = W_vr b_p, as the official 1×1 conv
         context = lane_dot(values.transpose(1, 2), weights)  # N×16, official float32 order
-        del values
         m_ch = torch.sigmoid(context @ self.w_up.t()).reshape(n, c, 1, 1)
         m_sp = torch.sigmoid(torch.softmax(proj[..., 1], dim=1)).reshape(n, h, w, 1).permute(0, 3, 1, 2)
-        del proj, weights, flat
-        return (b * m_ch).addcmul_(b, m_sp)
-
-    def cmk(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Ordered so that at most four 32-channel maps are alive at once (p, q, m or |p-q|, conv out)."""
-        p, q = self.stem_c1(x), self.stem_c2(y)
-        d = torch.sub(p, q).abs_()
-        s = self.cmk4(d)
-        m = torch.mul(p, q, out=d)  # reuse the |p-q| buffer (fresh large buffers cost page faults)
-        del d
-        e = self.cmk1(p.add_(m))
-        del p
-        q.add_(m)
-        del m
-        e.add_(self.cmk2(q))
-        del q
-        certain = self.cmk3(e)
-        del e
-        return self.cmk5(certain.add_(s))
+        return torch.mul(b, m_ch, out=ws["c"]).addcmul_(b, m_sp)
 
     def __call__(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             x, y = nhwc(img1.to(self.device)), nhwc(img2.to(self.device))
-            acc = self.l1_cmk(self.cmk(x, y))
-            self.l1_edg(self.edge(x), other=acc, inplace=True)
-            self.l1_ssd(self.ssd(y), other=acc, inplace=True)
-            return self.out(self.l2(acc))
+            ws = self.workspace(x.shape[0], x.shape[2], x.shape[3])
+            acc = self.l1_cmk.into(self.cmk(x, y, ws), ws["acc"])
+            self.l1_edg(self.edge(x, ws), other=acc, inplace=True)
+            self.l1_ssd(self.ssd(y, ws), other=acc, inplace=True)
+            return self.out(self.l2.into(acc, ws["t16"]))  # the only fresh tensor: the N×1×H×W result
