@@ -107,3 +107,16 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: handle.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def seed_mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None, int]:
+    """Mean and sample standard deviation (ddof=1) over seeds of the defined values (None and NaN
+    skipped), and how many there were. The std is None with fewer than two values (a spread over
+    one run is undefined, not 0); both are None when no value is defined. Used by every stage that
+    trains with several seeds, so their ``std`` fields follow one rule."""
+    defined = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not defined:
+        return None, None, 0
+    arr = np.asarray(defined, dtype=np.float64)
+    std = float(arr.std(ddof=1)) if arr.size > 1 else None
+    return float(arr.mean()), std, int(arr.size)

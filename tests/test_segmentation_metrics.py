@@ -94,8 +94,9 @@ def test_out_of_range_target_is_rejected():
 
 
 def test_mean_std_over_seeds():
-    mean, std, n = M.mean_std([0.5, 0.7, float("nan")])
+    from pipeline.results import seed_mean_std
+
+    mean, std, n = seed_mean_std([0.5, 0.7, float("nan"), None])
     assert (mean, n) == (pytest.approx(0.6), 2) and std == pytest.approx(np.std([0.5, 0.7], ddof=1))
-    assert M.mean_std([0.4]) == (0.4, 0.0, 1)
-    mean, std, n = M.mean_std([float("nan")])
-    assert math.isnan(mean) and n == 0
+    assert seed_mean_std([0.4]) == (0.4, None, 1)  # one seed: no spread (null), as in detection
+    assert seed_mean_std([float("nan")]) == (None, None, 0)

@@ -20,11 +20,8 @@ import copy
 import hashlib
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from pipeline.config import section
 from pipeline.datasets import PairDataset, load_configured
@@ -33,7 +30,7 @@ from pipeline.detection import yolo
 from pipeline.detection.yolo_data import YoloData, build_yolo_data, method_images
 from pipeline.errors import ConfigError
 from pipeline.hermetic import state_dir
-from pipeline.results import provenance, read_json, write_json
+from pipeline.results import provenance, read_json, seed_mean_std, write_json
 
 log = logging.getLogger("fusebench.detection")
 
@@ -176,23 +173,16 @@ def run_seed(prepared: Prepared, seed: int) -> dict:
     return result
 
 
-def _mean_std(values: list) -> tuple[float | None, float | None]:
-    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not vals:
-        return None, None
-    return float(np.mean(vals)), (float(np.std(vals, ddof=1)) if len(vals) > 1 else None)
-
-
 def summarize(prepared: Prepared, seed_results: list[dict]) -> dict:
     """Mean and sample std (ddof=1; null with one seed) over seeds, per-seed values, counts."""
     data = prepared.data
     out: dict = {"dataset": prepared.dataset.name, "method": prepared.method}
     std: dict = {"AP50": {}}
     for key in SUMMARY_KEYS:
-        out[key], std[key] = _mean_std([r[key] for r in seed_results])
+        out[key], std[key], _ = seed_mean_std([r[key] for r in seed_results])
     out["AP50"] = {}
     for cls in data.classes:
-        out["AP50"][cls], std["AP50"][cls] = _mean_std([r["AP50"].get(cls) for r in seed_results])
+        out["AP50"][cls], std["AP50"][cls], _ = seed_mean_std([r["AP50"].get(cls) for r in seed_results])
     test = data.splits["test"]
     per_class = {c: 0 for c in data.classes}
     for name in test:

@@ -105,13 +105,3 @@ def summarize(confusion: np.ndarray, class_names: Sequence[str], background: int
         "n_pixels": int(confusion.sum()),
         "gt_pixels": {name: int(n) for name, n in zip(class_names, confusion.sum(1))},
     }
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
-    """Mean and sample standard deviation (``ddof=1``; 0 for a single value) of the defined
-    (non-NaN) values, and how many there were. ``(NaN, NaN, 0)`` when none is defined."""
-    arr = np.asarray([v for v in values if v is not None and not np.isnan(v)], dtype=np.float64)
-    if arr.size == 0:
-        return float("nan"), float("nan"), 0
-    std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-    return float(arr.mean()), std, int(arr.size)

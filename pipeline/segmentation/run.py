@@ -30,7 +30,7 @@ from pipeline.config import section
 from pipeline.datasets import PairDataset, load_configured
 from pipeline.errors import ConfigError, DataError
 from pipeline.imageio import atomic_path
-from pipeline.results import provenance, read_json, write_csv, write_json
+from pipeline.results import provenance, read_json, seed_mean_std, write_csv, write_json
 from pipeline.segmentation import metrics as M
 from pipeline.segmentation.data import SegItem, fused_folder, fused_items, validate_items
 from pipeline.segmentation.model import resolve_config
@@ -186,10 +186,10 @@ def aggregate(job: Job, seeds: Sequence[int]) -> dict:
     per_seed = np.stack(stacks).astype(np.int64)
     mean, std, n_seeds = {}, {"IoU": {}}, {}
     for key in _HEADLINE:
-        mean[key], std[key], n_seeds[key] = M.mean_std([_num(r[key]) for r in records])
+        mean[key], std[key], n_seeds[key] = seed_mean_std([_num(r[key]) for r in records])
     mean["IoU"] = {}
     for name in job.classes:
-        mean["IoU"][name], std["IoU"][name], _ = M.mean_std([_num(r["IoU"][name]) for r in records])
+        mean["IoU"][name], std["IoU"][name], _ = seed_mean_std([_num(r["IoU"][name]) for r in records])
     pooled = per_seed.sum(axis=(0, 1))
     # absent in every seed: the mean IoU is null; absent in some seeds only: mean of the others
     absent = [c for c in job.classes if all(c in r["absent_classes"] for r in records)]
