@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from pipeline.metrics.filters import gaussian_1d
 from pipeline.vsm import vsm
 
 RGF_SCALES = (2.0, 4.0, 8.0)
@@ -43,9 +44,7 @@ def gaussian_kernel_1d(sigma: float, size: int | None = None) -> np.ndarray:
     """Normalised 1-D Gaussian on integer offsets; default size 2·round(3σ) + 1 (round half away)."""
     if size is None:
         size = 2 * int(np.floor(3 * sigma + 0.5)) + 1
-    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
-    g = np.exp(-(x * x) / (2.0 * sigma * sigma))
-    return g / g.sum()
+    return gaussian_1d(size, sigma)
 
 
 def gaussian_blur(image: np.ndarray, sigma: float, size: int | None = None, mode: str = "nearest") -> np.ndarray:
