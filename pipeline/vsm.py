@@ -40,7 +40,6 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from pipeline.errors import DataError
 from pipeline.imageio import read_image, save_npy
 
 LEVELS = 256
@@ -114,19 +113,17 @@ def compute_vsm_maps(samples: Iterable, out_root: str | Path, set_name: str,
     """Write VSM maps of every sample (img1 = ``sample.vis``, img2 = ``sample.ir``) in the layout above.
 
     Resumes: a map already present with the expected shape and dtype is not recomputed. Returns
-    ``{"set", "images", "computed", "skipped"}``. Raises :class:`DataError` (naming the file) for
+    ``{"set", "images", "computed", "skipped"}``. Raises :class:`~pipeline.errors.DataError` (naming the file) for
     unreadable images or a size mismatch between the two images of a pair.
     """
     from tqdm import tqdm
 
+    from pipeline.datasets import read_pair
+
     samples = list(samples)
     computed = skipped = 0
     for sample in tqdm(samples, desc=f"vsm {set_name}", unit="pair", disable=not progress):
-        vis = read_image(sample.vis, mode="auto")
-        ir = read_image(sample.ir, mode="auto")
-        if vis.shape[:2] != ir.shape[:2]:
-            raise DataError(f"size mismatch: visible {vis.shape[:2]} vs infrared {ir.shape[:2]} "
-                            f"({sample.vis})", sample.ir)
+        ir, vis = read_pair(sample)
         if ir.ndim == 3:
             ir = cv2.cvtColor(ir, cv2.COLOR_RGB2GRAY)  # = read_image(mode="gray"), without decoding again
         for key, image in (("img1", vis), ("img2", ir)):

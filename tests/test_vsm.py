@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
+from pipeline.errors import DataError
 from pipeline.fusion.vsm_wls import box_mean, decompose, gaussian_kernel_1d, vsm_wls_fuse
 from pipeline.imageio import read_image, write_image
 from pipeline.vsm import compute_vsm_maps, map_path, saliency_table, to_uint8, vsm, vsm_file
@@ -77,8 +78,9 @@ def test_vsm_stage_layout_and_resume(tmp_path):
     np.testing.assert_array_equal(np.load(map_path(out, "road", "a", "img1")), vsm(vis))
     assert compute_vsm_maps([sample], out, "road", progress=False)["skipped"] == 2
     write_image(tmp_path / "ir.png", ir[:8])
-    with pytest.raises(Exception, match="size mismatch"):
+    with pytest.raises(DataError, match="size mismatch") as err:
         compute_vsm_maps([sample], tmp_path / "other", "road", progress=False)
+    assert "ir.png" in str(err.value)
 
 
 def test_vsm_wls_matches_octave_reference(shared_reference):
