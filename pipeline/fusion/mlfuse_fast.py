@@ -188,14 +188,14 @@ class FastMLFNet:
         return self._workspace
 
     def cmk(self, x: torch.Tensor, y: torch.Tensor, ws: dict) -> torch.Tensor:
-        """u_cmk into b: p=a, q=b, |p-q| then p⊙q in c, s in d."""
+        """u_cmk into b. p=a, q=b; |p-q| in c, s in d; then q+p⊙q in c and p+p⊙q in a (addcmul
+        rounds p⊙q and the sum separately, as the official m = p⊙q; p + m; q + m)."""
         p, q, c, d = self.stem_c1.into(x, ws["a"]), self.stem_c2.into(y, ws["b"]), ws["c"], ws["d"]
         s = self.cmk4.into(torch.sub(p, q, out=c).abs_(), d)
-        m = torch.mul(p, q, out=c)
-        p.add_(m)
-        q.add_(m)
-        e = self.cmk1.into(p, c)  # m is dead
-        e.add_(self.cmk2.into(q, p))  # p+m is dead
+        q_m = torch.addcmul(q, p, q, out=c)
+        p_m = p.addcmul_(p, q)
+        e = self.cmk1.into(p_m, q)  # q is dead
+        e.add_(self.cmk2.into(q_m, p))  # p+m is dead
         certain = self.cmk3.into(e, p).add_(s)
         return self.cmk5.into(certain, q)
 
