@@ -42,8 +42,6 @@ from pipeline.fusion.mlfuse_reduction import lane_dot
 CL = torch.channels_last
 _UNARY = {None: lambda t, *_: t, "relu": lambda t, *_: F.relu_(t), "sigmoid": lambda t, *_: t.sigmoid_(),
           "tanh": lambda t, *_: t.tanh_(), "leaky_relu": lambda t, slope: F.leaky_relu_(t, slope)}
-_UNARY_OUT = {"sigmoid": lambda t, _, out: torch.sigmoid(t, out=out),
-              "leaky_relu": lambda t, slope, out: torch._C._nn.leaky_relu(t, slope, out=out)}
 
 
 def fold_bn(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -100,27 +98,21 @@ class Conv:
         y = _UNARY[self.act](y, self.slope)
         return other.copy_(y) if inplace else y
 
-    def into(self, x: torch.Tensor, out: torch.Tensor, act_out: torch.Tensor | None = None) -> torch.Tensor:
-        """act(conv(x)) written into the pre-allocated ``out`` (same result, no fresh allocation);
-        with ``act_out``, ``out`` keeps conv(x) and the activation is written into ``act_out``.
+    def into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """act(conv(x)) written into the pre-allocated ``out`` (same result, no fresh allocation).
 
         oneDNN has no "output into this tensor" entry point, so on CPU ``out`` is zeroed and the
         in-place binary form computes conv(x) + 0 into it; activations other than ReLU (which that
         form cannot fuse) then run in place."""
         if not self.fused:
-            y = F.conv2d(x, self.w, self.b, stride=self.stride, padding=self.padding)
-            out.copy_(y if act_out is not None else _UNARY[self.act](y, self.slope))
-        else:
-            out.zero_()
-            fused_act = self.act if self.act == "relu" and act_out is None else None
-            torch.ops.mkldnn._convolution_pointwise_.binary(
-                out, x, self.w, self.b, [self.padding] * 2, [self.stride] * 2, [1, 1], 1, "add", None, fused_act,
-                [], None)
-            if act_out is None and self.act not in (None, "relu"):
-                _UNARY[self.act](out, self.slope)
-        if act_out is None:
-            return out
-        return _UNARY_OUT[self.act](out, self.slope, act_out)
+            return out.copy_(self(x))
+        out.zero_()
+        fused_act = self.act if self.act == "relu" else None
+        torch.ops.mkldnn._convolution_pointwise_.binary(
+            out, x, self.w, self.b, [self.padding] * 2, [self.stride] * 2, [1, 1], 1, "add", None, fused_act, [], None)
+        if self.act not in (None, "relu"):
+            _UNARY[self.act](out, self.slope)
+        return out
 
 
 class FastMLFNet:
