@@ -320,3 +320,31 @@ def test_whole_stage_on_real_m3fd(shared_data, tmp_path, monkeypatch, prefect_ha
     summary = read_json(tmp_path / "results" / "flow_runs" / "detect.json")
     assert summary["status"] == "completed"
     assert [u["unit"] for u in summary["units"]] == ["vis:prepare", "vis:seed0", "vis:aggregate"]
+
+
+def test_training_is_deterministic_while_other_threads_draw_random_numbers(tiny, tmp_path):
+    """ultralytics augments with Python's global ``random``; Prefect's threads draw from it too.
+    The private generator keeps a seed's result identical whatever else the process does."""
+    import random
+    import threading
+
+    results = []
+    for run in range(2):
+        params = tiny_params(tiny, tmp_path / f"run{run}", epochs=2)
+        stop = threading.Event()
+
+        def draw():
+            while not stop.is_set():
+                random.random()
+                stop.wait(0.0005)
+
+        noise = threading.Thread(target=draw, daemon=True)
+        if run:
+            noise.start()
+        try:
+            path = stage.run_method(params, "ir")
+        finally:
+            stop.set()
+        results.append((read_json(path)["mAP50"],
+                        read_json(path.parent / "seed_0" / "predictions.json")["images"]))
+    assert results[0] == results[1]

@@ -11,14 +11,22 @@ Everything ultralytics-specific lives here (imports are local: ultralytics costs
   identical for every method; the font it checks is pre-seeded by :mod:`pipeline.hermetic`;
 * ultralytics sets ``torch.set_num_threads(1)`` on small CPUs, so the torch thread count is
   restored at the start of training/validation and after every call;
+* ultralytics draws its augmentations from Python's *global* ``random`` generator, which other
+  threads of the process share — Prefect's engine threads draw from it (jittered intervals) while
+  a flow trains, which made the same seed give mAP50 0.559, 0.564, 0.562 in three runs (0.646 vs
+  0.568 with a thread drawing every 3 ms). Training therefore gives ultralytics a private
+  ``random.Random`` (:func:`private_python_random`), seeded by ultralytics itself as before;
 * the test evaluation uses :class:`RecordingValidator`, ultralytics' own validator that also keeps
   every image's ground truth and detections (pixels of the original image), written as
   ``predictions.json`` and re-scored exactly by :mod:`pipeline.detection.ap`.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import random
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +116,35 @@ def train_args(settings: dict, data_yaml: Path, run_dir: Path, seed: int, device
     return args
 
 
+# ultralytics modules that call ``random.*`` during training (imported before the swap, so none
+# binds the global generator later); any other loaded ``ultralytics.*`` module is swapped too.
+RANDOM_USERS = ("ultralytics.data.augment", "ultralytics.data.base", "ultralytics.data.build",
+                "ultralytics.data.dataset", "ultralytics.data.utils", "ultralytics.utils.torch_utils",
+                "ultralytics.models.yolo.detect.train")
+
+
+@contextlib.contextmanager
+def private_python_random():
+    """Point the ``random`` name of every loaded ultralytics module at one private
+    ``random.Random`` for the duration (restored afterwards). Its ``seed()`` / ``random()`` /
+    ``uniform()`` ... are those of the module, so ultralytics' own seeding (``init_seeds``) and
+    draws work unchanged, but no other thread can advance the generator between two draws."""
+    import importlib
+
+    for name in RANDOM_USERS:
+        importlib.import_module(name)
+    generator = random.Random(0)
+    swapped = [module for name, module in list(sys.modules.items())
+               if name.startswith("ultralytics") and getattr(module, "random", None) is random]
+    for module in swapped:
+        module.random = generator
+    try:
+        yield generator
+    finally:
+        for module in swapped:
+            module.random = random
+
+
 def train(settings: dict, data_yaml: Path, run_dir: Path, seed: int, device: str,
           callbacks: dict[str, list] | None = None) -> Path:
     """Train one seed; returns ``<run_dir>/weights/best.pt`` (``last.pt`` is removed).
@@ -128,7 +165,8 @@ def train(settings: dict, data_yaml: Path, run_dir: Path, seed: int, device: str
         for fn in fns:
             model.add_callback(event, fn)
     try:
-        model.train(**train_args(settings, data_yaml, run_dir, seed, device))
+        with private_python_random():
+            model.train(**train_args(settings, data_yaml, run_dir, seed, device))
     finally:
         restore_torch_threads()
     best = Path(run_dir) / "weights" / "best.pt"
