@@ -4,9 +4,11 @@
 stage calls); without ``method=`` every method of :func:`pipeline.segmentation.run.method_names`
 (``ir``, ``vis`` and every ``fusion.methods`` entry) runs in turn. Work units: ``prepare`` (load the
 dataset and fused images, check every label), one Prefect task per seed (train + test, see
-:func:`pipeline.segmentation.run.run_seed`) and ``aggregate`` (mean/std over seeds). On the CPU the
-seed units run one after the other (two trainings on the same cores only slow each other down);
-on CUDA they are submitted together to the configured task runner. Outputs: see
+:func:`pipeline.segmentation.run.run_seed`) and ``aggregate`` (mean/std over seeds). The seed units
+run one after the other: each seeds torch's process-wide generator (initial weights, dropout), so
+two seeds training at once in one process would draw from each other's generator and neither
+would be reproducible. Only on CUDA with the ``dask`` task runner (single-threaded worker
+processes, one per GPU) are they submitted together. Outputs: see
 :mod:`pipeline.segmentation.run`; flow-run summary ``results/flow_runs/segment_<method>.json``.
 """
 from __future__ import annotations
@@ -27,9 +29,15 @@ def segment_flow(params: dict, method: str | None = None, dataset: str | None = 
             "segment", name, functools.partial(prepare, params, name, dataset),
             lambda job: job.cfg["seeds"], run_seed,
             lambda job, seeds, _seed_results: aggregate(job, seeds),
-            seed_args=lambda k: (k == 0,), together=lambda job: job.device != "cpu")
+            seed_args=lambda k: (k == 0,), together=functools.partial(_seeds_together, params))
         print(f"segment {name}: mIoU {results[name]['mIoU']:.4f} (seeds {seeds})")
     return results
+
+
+def _seeds_together(params: dict, job) -> bool:
+    """Seeds may train at once only in separate processes (Dask workers) on a GPU."""
+    runner = (params.get("orchestration") or {}).get("task_runner", "thread")
+    return job.device != "cpu" and runner == "dask"
 
 
 def main(argv: list[str] | None = None) -> None:
