@@ -177,7 +177,7 @@ def stage_flow(stage: str, **flow_kwargs) -> Callable:
         def run(params: dict | None = None, summary_name: str | None = None, **kwargs):
             params = params if params is not None else load_params(PARAMS_FILE)
             inner = flow(name=f"fusebench-{stage}", task_runner=make_task_runner(params),
-                         log_prints=True, **flow_kwargs)(fn)
+                         log_prints=False, **flow_kwargs)(fn)  # prints reach the terminal (Prefect logs at WARNING)
             _SUMMARY.clear()  # records of units run outside a flow (e.g. a body called directly)
             start = time.perf_counter()
             try:
