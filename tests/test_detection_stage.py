@@ -264,6 +264,16 @@ def test_stage_trains_and_evaluates_offline(tiny, tmp_path, no_network, monkeypa
 
     seed_dir = tmp_path / "results" / "m3fd" / "average" / "seed_0"
     assert (seed_dir / "weights" / "best.pt").is_file() and not (seed_dir / "weights" / "last.pt").exists()
+    # the test evaluation loads a weights-only copy of the network, never ultralytics' pickle
+    import torch
+
+    from pipeline.detection import yolo as yolo_module
+
+    saved = torch.load(seed_dir / "weights" / "best_state.pt", weights_only=True)
+    assert set(saved) == {"yaml", "names", "state_dict"} and list(saved["names"].values()) == list(dataset.box_classes)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="junk.pt"):
+        yolo_module.load_weights_only(tmp_path / "junk.pt")
     preds = read_json(seed_dir / "predictions.json")
     assert preds["conf"] == 0.001 and preds["iou"] == 0.6 and preds["classes"] == list(dataset.box_classes)
     assert [r["name"] for r in preds["images"]] == ["00011", "00012", "00013"]

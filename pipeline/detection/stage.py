@@ -5,6 +5,8 @@ Layout (``<out>`` = ``results/detection/<dataset>/<method>``)::
 
     <out>/metrics.json                 mean/std over seeds + per seed, params, split, versions
     <out>/seed_<k>/weights/best.pt     best epoch on the validation split (ultralytics checkpoint)
+    <out>/seed_<k>/weights/best_state.pt  the same network as plain data (torch.load weights_only=True),
+                                       the file the test evaluation loads
     <out>/seed_<k>/predictions.json    per test image: gt and detections (conf >= 0.001, NMS IoU 0.6)
     <out>/seed_<k>/seed_metrics.json   this seed's test metrics + fingerprint (resume marker)
     <out>/seed_<k>/args.yaml, results.csv   ultralytics' own run record
@@ -146,7 +148,7 @@ def run_seed(prepared: Prepared, seed: int) -> dict:
     run_dir = prepared.seed_dir(seed)
     marker = run_dir / "seed_metrics.json"
     fingerprint = prepared.fingerprint()
-    best = run_dir / "weights" / "best.pt"
+    best = run_dir / "weights" / yolo.WEIGHTS_ONLY_NAME
     if marker.is_file() and best.is_file() and (run_dir / "predictions.json").is_file():
         done = read_json(marker)
         if done.get("fingerprint") == fingerprint:

@@ -175,7 +175,39 @@ def train(settings: dict, data_yaml: Path, run_dir: Path, seed: int, device: str
         raise RuntimeError(f"ultralytics finished without writing {best}")
     if last.is_file():
         last.unlink()
-    return best
+    return save_weights_only(model.model, best.with_name(WEIGHTS_ONLY_NAME))
+
+
+WEIGHTS_ONLY_NAME = "best_state.pt"
+
+
+def save_weights_only(network, path: Path) -> Path:
+    """The trained network as plain data ({"yaml", "names", "state_dict"}), loadable with
+    ``torch.load(weights_only=True)`` — unlike ultralytics' ``best.pt``, a pickle of the module.
+    After ``YOLO.train`` the wrapper holds the best epoch (ultralytics reloads ``best.pt``)."""
+    from pipeline.imageio import save_torch
+
+    state = {k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
+             for k, v in network.state_dict().items()}
+    return save_torch(path, {"yaml": dict(network.yaml), "names": {int(k): str(v) for k, v in network.names.items()},
+                             "state_dict": state})
+
+
+def load_weights_only(path: Path):
+    """Rebuild the detection network saved by :func:`save_weights_only` (strict, weights_only)."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from pipeline.errors import DataError
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        network = DetectionModel(cfg=saved["yaml"], nc=len(saved["names"]), verbose=False)
+        network.load_state_dict(saved["state_dict"], strict=True)
+    except Exception as err:  # unpickling / zip / key / shape errors: report them as bad input
+        raise DataError(f"not a detection checkpoint written by this pipeline: {err}", path) from err
+    network.names = saved["names"]
+    return network.eval()
 
 
 def _recording_validator():
@@ -212,22 +244,22 @@ def evaluate(weights: Path, data_yaml: Path, settings: dict, device: str, out_di
     """Validate ``weights`` on ``split`` with ultralytics; returns (metrics, detections by image
     stem, model class names). Metrics: mAP50, mAP50_95, precision, recall (at the max-F1
     confidence, ultralytics' ``mp``/``mr``) and ``AP50`` by class id for classes with ground truth."""
-    from ultralytics import YOLO
-
     _quiet()
-    model = YOLO(str(weights), task="detect")
-    model.add_callback("on_val_start", _threads_callback)
-    validator = _recording_validator()
-    holder: dict[str, Any] = {}
-    model.add_callback("on_val_end", lambda v: holder.setdefault("records", v.records))
+    network = load_weights_only(Path(weights))
+    # what YOLO.val does with a loaded model: rect batches, these arguments, mode "val"
+    args = {"task": "detect", "rect": True, "data": str(data_yaml), "split": split, "imgsz": settings["imgsz"],
+            "batch": settings["batch"], "conf": settings["conf"], "iou": settings["iou"],
+            "max_det": settings["max_det"], "device": yolo_device(device), "workers": 0, "plots": False,
+            "verbose": False, "half": False, "save_json": False, "project": str(Path(out_dir).resolve()),
+            "name": f"val_{split}", "exist_ok": True, "mode": "val"}
+    validator = _recording_validator()(args=args)
+    validator.add_callback("on_val_start", _threads_callback)
     try:
-        result = model.val(validator=validator, data=str(data_yaml), split=split,
-                           imgsz=settings["imgsz"], batch=settings["batch"], conf=settings["conf"],
-                           iou=settings["iou"], max_det=settings["max_det"], device=yolo_device(device),
-                           workers=0, plots=False, verbose=False, half=False, save_json=False,
-                           project=str(Path(out_dir).resolve()), name=f"val_{split}", exist_ok=True)
+        validator(model=network)
     finally:
         restore_torch_threads()
+    holder = {"records": validator.records}
+    result = validator.metrics
     empty = Path(out_dir) / f"val_{split}"
     if empty.is_dir() and not any(empty.iterdir()):
         empty.rmdir()
@@ -236,5 +268,5 @@ def evaluate(weights: Path, data_yaml: Path, settings: dict, device: str, out_di
                "recall": float(box.mr),
                "AP50_by_id": {int(c): float(v) for c, v in zip(box.ap_class_index, box.ap50)}}
     detections = {Path(k).stem: v for k, v in holder.get("records", {}).items()}
-    names = [model.names[i] for i in sorted(model.names)]
+    names = [network.names[i] for i in sorted(network.names)]
     return metrics, detections, names
