@@ -67,7 +67,7 @@ def nhwc(t: torch.Tensor) -> torch.Tensor:
 
 
 class Conv:
-    """A folded convolution with an optional fused activation (and fused addition of ``other``)."""
+    """A folded convolution with an optional fused activation (and fused addition into a buffer)."""
 
     def __init__(self, weight, bias, device, stride: int = 1, padding: int | None = None,
                  act: str | None = None, slope: float | None = None):
@@ -78,41 +78,31 @@ class Conv:
         self.act, self.slope = act, slope
         self.fused = device.type == "cpu" and torch.backends.mkldnn.is_available()
 
-    def __call__(self, x: torch.Tensor, other: torch.Tensor | None = None, inplace: bool = False) -> torch.Tensor:
-        """act(conv(x) [+ other]); with ``inplace`` the result is written into ``other``."""
-        pad, stride = [self.padding] * 2, [self.stride] * 2
-        scalars = [] if self.slope is None else [self.slope]
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """act(conv(x)) as a new tensor."""
         if self.fused:
-            ops = torch.ops.mkldnn
-            if other is not None and inplace:
-                return ops._convolution_pointwise_.binary(other, x, self.w, self.b, pad, stride, [1, 1], 1,
-                                                          "add", None, self.act, scalars, None)
-            if other is None:
-                return ops._convolution_pointwise(x, self.w, self.b, pad, stride, [1, 1], 1,
-                                                  self.act or "none", scalars, "")
-            return ops._convolution_pointwise.binary(x, other, self.w, self.b, pad, stride, [1, 1], 1,
-                                                     "add", None, self.act, scalars, None)
-        y = F.conv2d(x, self.w, self.b, stride=self.stride, padding=self.padding)
-        if other is not None:
-            y = y.add_(other)
-        y = _UNARY[self.act](y, self.slope)
-        return other.copy_(y) if inplace else y
+            return torch.ops.mkldnn._convolution_pointwise(
+                x, self.w, self.b, [self.padding] * 2, [self.stride] * 2, [1, 1], 1, self.act or "none",
+                [] if self.slope is None else [self.slope], "")
+        return _UNARY[self.act](F.conv2d(x, self.w, self.b, stride=self.stride, padding=self.padding), self.slope)
 
-    def into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """act(conv(x)) written into the pre-allocated ``out`` (same result, no fresh allocation).
+    def add_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """out ← act(conv(x) + out), in place (no fresh allocation).
 
-        oneDNN has no "output into this tensor" entry point, so on CPU ``out`` is zeroed and the
-        in-place binary form computes conv(x) + 0 into it; activations other than ReLU (which that
-        form cannot fuse) then run in place."""
+        On CPU through oneDNN's in-place binary form, which can fuse only ReLU after the addition;
+        other activations then run in place."""
         if not self.fused:
-            return out.copy_(self(x))
-        out.zero_()
+            return _UNARY[self.act](out.add_(F.conv2d(x, self.w, self.b, stride=self.stride,
+                                                      padding=self.padding)), self.slope)
         fused_act = self.act if self.act == "relu" else None
         torch.ops.mkldnn._convolution_pointwise_.binary(
             out, x, self.w, self.b, [self.padding] * 2, [self.stride] * 2, [1, 1], 1, "add", None, fused_act, [], None)
-        if self.act not in (None, "relu"):
-            _UNARY[self.act](out, self.slope)
-        return out
+        return out if fused_act == self.act else _UNARY[self.act](out, self.slope)
+
+    def into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """act(conv(x)) written into the pre-allocated ``out``: :meth:`add_into` a zeroed buffer
+        (oneDNN has no "output into this tensor" entry point)."""
+        return self.add_into(x, out.zero_())
 
 
 class FastMLFNet:
@@ -197,7 +187,7 @@ class FastMLFNet:
         t = F.max_pool2d(self.e2(s), kernel_size=7, stride=3)
         t = self.e3_(self.e3(self.e_max(t))).contiguous(memory_format=CL)
         up = torch._C._nn.upsample_bilinear2d(t, list(x.shape[-2:]), False, None, None, out=ws["t16"])
-        return self.e4.into(self.e_f(s, other=up, inplace=True), ws["c"])
+        return self.e4.into(self.e_f.add_into(s, up), ws["c"])
 
     def ssd(self, y: torch.Tensor, ws: dict) -> torch.Tensor:
         """u_ssd into c (scratch: a, s16)."""
@@ -221,6 +211,6 @@ class FastMLFNet:
             x, y = nhwc(img1.to(self.device)), nhwc(img2.to(self.device))
             ws = self.workspace(x.shape[0], x.shape[2], x.shape[3])
             acc = self.l1_cmk.into(self.cmk(x, y, ws), ws["acc"])
-            self.l1_edg(self.edge(x, ws), other=acc, inplace=True)
-            self.l1_ssd(self.ssd(y, ws), other=acc, inplace=True)
+            self.l1_edg.add_into(self.edge(x, ws), acc)
+            self.l1_ssd.add_into(self.ssd(y, ws), acc)
             return self.out(self.l2.into(acc, ws["t16"]))  # the only fresh tensor: the N×1×H×W result

@@ -31,8 +31,6 @@ import numba
 import numpy as np
 import torch
 
-LANES = 4
-
 
 @numba.njit(cache=True, nogil=True)
 def _lane_dot_kernel(values: np.ndarray, weights: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
