@@ -258,15 +258,13 @@ def evaluate(weights: Path, data_yaml: Path, settings: dict, device: str, out_di
         validator(model=network)
     finally:
         restore_torch_threads()
-    holder = {"records": validator.records}
-    result = validator.metrics
     empty = Path(out_dir) / f"val_{split}"
     if empty.is_dir() and not any(empty.iterdir()):
         empty.rmdir()
-    box = result.box
+    box = validator.metrics.box
     metrics = {"mAP50": float(box.map50), "mAP50_95": float(box.map), "precision": float(box.mp),
                "recall": float(box.mr),
                "AP50_by_id": {int(c): float(v) for c, v in zip(box.ap_class_index, box.ap50)}}
-    detections = {Path(k).stem: v for k, v in holder.get("records", {}).items()}
+    detections = {Path(k).stem: v for k, v in validator.records.items()}
     names = [network.names[i] for i in sorted(network.names)]
     return metrics, detections, names
