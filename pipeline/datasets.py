@@ -155,10 +155,13 @@ def read_segmentation(sample: Sample, n_classes: int, image_shape: tuple[int, in
     return label
 
 
-def check_label_size(sample: Sample, label_shape: tuple[int, ...], image_shape: tuple[int, ...]) -> None:
-    """Raise :class:`DataError` naming the label file unless it has its image's height and width."""
+def check_label_size(sample: Sample, label_shape: tuple[int, ...], image_shape: tuple[int, ...],
+                     image: Path | None = None) -> None:
+    """Raise :class:`DataError` naming the label file (and ``image``, the file it is paired with,
+    when given) unless the label has its image's height and width."""
     if tuple(label_shape[:2]) != tuple(image_shape[:2]):
-        raise DataError(f"label is {label_shape[1]}x{label_shape[0]} but its image is "
+        which = f"its image {image}" if image else "its image"
+        raise DataError(f"label is {label_shape[1]}x{label_shape[0]} but {which} is "
                         f"{image_shape[1]}x{image_shape[0]}", sample.seg_label)
 
 

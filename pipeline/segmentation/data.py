@@ -22,7 +22,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from pipeline.datasets import IGNORE_INDEX, PairDataset, Sample, image_header_size, images_by_stem, read_segmentation
+from pipeline.datasets import (IGNORE_INDEX, PairDataset, Sample, check_label_size, image_header_size, images_by_stem,
+                               read_segmentation)
 from pipeline.errors import DataError
 from pipeline.imageio import read_image
 
@@ -78,10 +79,9 @@ def read_label(item: SegItem, n_classes: int, image_shape: tuple[int, int],
                ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """The item's label, checked by :func:`pipeline.datasets.read_segmentation` (ids in the class
     list or ignore) and against the size of the image it is paired with (both files named)."""
-    label = read_segmentation(_as_sample(item), n_classes, None, ignore_index)
-    if label.shape != tuple(image_shape[:2]):
-        raise DataError(f"label is {label.shape[1]}x{label.shape[0]} but its image {item.image} is "
-                        f"{image_shape[1]}x{image_shape[0]}", item.label)
+    sample = _as_sample(item)
+    label = read_segmentation(sample, n_classes, None, ignore_index)
+    check_label_size(sample, label.shape, image_shape, image=item.image)
     return label
 
 
