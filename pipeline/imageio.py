@@ -57,12 +57,18 @@ def read_image(path: str | Path, mode: str = "auto") -> np.ndarray:
         if mode == "auto" and _channels_equal(image):
             image = np.ascontiguousarray(image[:, :, 0])
     if mode == "gray" and image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        image = rgb_to_gray(image)
     elif mode == "rgb" and image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     elif mode not in ("auto", "gray", "rgb"):
         raise ValueError(f"unknown mode {mode!r}")
     return image
+
+
+def rgb_to_gray(image: np.ndarray) -> np.ndarray:
+    """H×W×3 RGB uint8 -> H×W grey with ITU-R 601 luma as in OpenCV (the ``"gray"`` mode of
+    :func:`read_image`)."""
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
 def read_label_image(path: str | Path) -> np.ndarray:

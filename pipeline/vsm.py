@@ -37,10 +37,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-import cv2
 import numpy as np
 
-from pipeline.imageio import read_image, save_npy
+from pipeline.imageio import read_image, rgb_to_gray, save_npy
 
 LEVELS = 256
 
@@ -125,7 +124,7 @@ def compute_vsm_maps(samples: Iterable, out_root: str | Path, set_name: str,
     for sample in tqdm(samples, desc=f"vsm {set_name}", unit="pair", disable=not progress):
         ir, vis = read_pair(sample)
         if ir.ndim == 3:
-            ir = cv2.cvtColor(ir, cv2.COLOR_RGB2GRAY)  # = read_image(mode="gray"), without decoding again
+            ir = rgb_to_gray(ir)  # = read_image(mode="gray"), without decoding again
         for key, image in (("img1", vis), ("img2", ir)):
             path = map_path(out_root, set_name, sample.name, key)
             if path.is_file() and _valid_map(path, image.shape):
