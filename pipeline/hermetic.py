@@ -53,7 +53,8 @@ def offline_environment(state: Path) -> dict[str, str]:
         # box, parallel DVC stages) spinning torch threads made a DeepLabV3+ step 10-50x slower.
         "OMP_WAIT_POLICY": "PASSIVE",
         # PyTorch backs CPU tensors >= 2 MB with transparent huge pages (madvise): fresh large
-        # activations then cost ~2x fewer page faults (MLFuse inference, pipeline/fusion/mlfuse_fast.py).
+        # activations (eager forwards, training) then cost fewer page faults. MLFuse's fast
+        # inference path avoids them altogether with reused buffers (pipeline/fusion/mlfuse_fast.py).
         "THP_MEM_ALLOC_ENABLE": "1",
         "HF_HUB_OFFLINE": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",

@@ -203,9 +203,8 @@ def run_fusion(params: dict, methods: Sequence[str] | None = None, datasets: Seq
             path = res_root / name / f"{ds_name}.json"
             previous = read_json(path) if path.is_file() else None
             record = fusion_record(method, dataset, stats, previous,
-                             {"fusion": {"method": name, "options": configured.get(name) or {},
-                                         "gray": bool(cfg.get("gray", False))}})
+                                   {"fusion": {"method": name, "options": configured.get(name) or {},
+                                               "gray": bool(cfg.get("gray", False))}})
             write_json(path, record)
             records.append(record)
     return records
-
