@@ -40,7 +40,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.errors import DataError
 from pipeline.fusion.mlfuse_reduction import lane_dot
 
 N_STATE_ENTRIES = 111
@@ -216,19 +215,11 @@ def load_checkpoint_state(path: str | Path) -> OrderedDict:
 
     Accepts the official layout ``{"epoch": int, "model": state_dict}`` (also written by this
     pipeline's training) or a bare state_dict. Raises :class:`DataError` naming the file when it is
-    missing, unreadable or not a state_dict.
+    missing, unreadable or not a state_dict (:func:`pipeline.fusion.checkpoints.read_state`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("MLFuse weights file not found", path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling / zip errors: report them as bad input
-        raise DataError(f"cannot read checkpoint with torch.load(weights_only=True): {err}", path) from err
-    state = obj.get("model", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataError("not an MLFuse checkpoint (expected {'epoch', 'model': state_dict})", path)
-    return OrderedDict(state)
+    from pipeline.fusion.checkpoints import read_state
+
+    return read_state(path, "MLFuse")
 
 
 def load_mlfnet(path: str | Path, device: str | torch.device = "cpu") -> MLFNet:
@@ -236,18 +227,7 @@ def load_mlfnet(path: str | Path, device: str | torch.device = "cpu") -> MLFNet:
 
     Raises :class:`DataError` naming the file and the missing/unexpected/mis-shaped keys.
     """
-    state = load_checkpoint_state(path)
-    model = MLFNet()
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                            ("wrong shapes", shapes)):
-            if keys:
-                parts.append(f"{label} ({len(keys)}): {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}")
-        raise DataError("checkpoint does not match the MLFNet layout: " + "; ".join(parts), path)
-    model.load_state_dict(state, strict=True)
+    from pipeline.fusion.checkpoints import load_strict
+
+    model = load_strict(MLFNet(), load_checkpoint_state(path), path, "MLFNet")
     return model.to(device).eval()

@@ -12,6 +12,15 @@ official min-max + truncation). Metadata: ``name``, ``kind`` (``baseline`` | ``c
 implementation can be configured under several names (``mlfuse_official: {kind: mlfuse, weights:
 official}``); ``kind: precomputed`` builds :class:`pipeline.fusion.precomputed.PrecomputedMethod`.
 Colour and file handling live in :mod:`pipeline.fusion.colour` and :mod:`pipeline.fusion.stage`.
+
+Stored sources (what the fusion stage calls, so no method needs a special case there):
+``prepare(ir, vis) -> (inputs, context)`` turns the two images **as stored** (uint8 H×W grey or
+H×W×3 RGB, :func:`pipeline.imageio.read_image`) into what ``fuse_batch`` takes, and
+``finish(raw, ir, vis, context, gray) -> uint8`` turns the raw output into the image written.
+Defaults: the project's colour rule (:func:`pipeline.fusion.colour.split_pair`: both lumas /255
+in, fused Y recombined with the chrominance donor's Cb/Cr out; a ``source`` attribute makes a
+single-modality baseline that writes its source as stored). Pretrained networks override both to
+follow the official script (their own YCbCr, grey rule, colour merge; :mod:`pipeline.fusion.pretrained`).
 """
 from __future__ import annotations
 
@@ -83,6 +92,29 @@ class FusionMethod:
     def to_uint8(self, raw: np.ndarray) -> np.ndarray:
         return clip_round_uint8(raw)
 
+    def prepare(self, ir: np.ndarray, vis: np.ndarray):
+        """Stored sources -> (``fuse_batch`` item, context for :meth:`finish`)."""
+        from pipeline.fusion import colour
+
+        y_ir, y_vis, cbcr = colour.split_pair(ir, vis)
+        return (colour.to_float(y_ir), colour.to_float(y_vis)), cbcr
+
+    def finish(self, raw: np.ndarray, ir: np.ndarray, vis: np.ndarray, context, gray: bool = False) -> np.ndarray:
+        """The 8-bit image written for ``raw`` (``context`` from :meth:`prepare`).
+
+        Fused Y recombined with the chrominance donor's Cb/Cr (grey with ``gray``). Single-modality
+        baselines (``source`` attribute) are the source image **as stored**: the ``ir`` row is the
+        infrared image itself, never infrared luminance with the visible colour put back, so the
+        infrared-only downstream baseline sees no visible information.
+        """
+        from pipeline.fusion import colour
+
+        source = getattr(self, "source", None)
+        if source is not None:
+            image = ir if source == "ir" else vis
+            return colour.luma(image) if gray and image.ndim == 3 else image
+        return colour.merge(self.to_uint8(raw), None if gray else context)
+
     def params_count(self) -> int:
         return 0
 
@@ -99,7 +131,7 @@ class FusionMethod:
 
 def _load_builtin() -> None:
     # importing the modules registers their classes
-    from pipeline.fusion import classical, mlfuse, precomputed  # noqa: F401
+    from pipeline.fusion import classical, mlfuse, precomputed, published  # noqa: F401
 
 
 def available_methods() -> list[str]:

@@ -52,20 +52,10 @@ def _as_array(image) -> np.ndarray:
     return read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
 
 
-def compose(method: FusionMethod, raw: np.ndarray, ir: np.ndarray, vis: np.ndarray, cbcr,
+def compose(method: FusionMethod, raw: np.ndarray, ir: np.ndarray, vis: np.ndarray, context,
             gray: bool = False) -> np.ndarray:
-    """The 8-bit image a method's raw output becomes.
-
-    Fusion methods: fused Y recombined with the chrominance donor's Cb/Cr (grey with ``gray``).
-    Single-modality baselines (``source`` attribute) are the source image **as stored**: the
-    ``ir`` row is the infrared image itself, never infrared luminance with the visible colour put
-    back, so the infrared-only downstream baseline sees no visible information.
-    """
-    source = getattr(method, "source", None)
-    if source is not None:
-        image = ir if source == "ir" else vis
-        return colour.luma(image) if gray and image.ndim == 3 else image
-    return colour.merge(method.to_uint8(raw), None if gray else cbcr)
+    """The 8-bit image a method's raw output becomes (:meth:`FusionMethod.finish`)."""
+    return method.finish(raw, ir, vis, context, gray)
 
 
 def fuse_pair_raw(method: FusionMethod, ir, vis, gray: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -73,9 +63,9 @@ def fuse_pair_raw(method: FusionMethod, ir, vis, gray: bool = False) -> tuple[np
     ir, vis = _as_array(ir), _as_array(vis)
     if ir.shape[:2] != vis.shape[:2]:
         raise DataError(f"size mismatch: infrared {ir.shape[:2]} vs visible {vis.shape[:2]}")
-    y_ir, y_vis, cbcr = colour.split_pair(ir, vis)
-    raw = method.fuse(colour.to_float(y_ir), colour.to_float(y_vis))
-    return compose(method, raw, ir, vis, cbcr, gray), raw
+    inputs, context = method.prepare(ir, vis)
+    raw = method.fuse_batch([inputs])[0]
+    return method.finish(raw, ir, vis, context, gray), raw
 
 
 def fuse_pair(method: FusionMethod, ir, vis, gray: bool = False) -> np.ndarray:
@@ -127,13 +117,12 @@ def fuse_samples(method: FusionMethod, samples: Iterable, out_dir: str | Path, g
                       for s, (ir, vis) in zip(chunk, pairs)]
             compute += time.perf_counter() - t1
         else:
-            split = [colour.split_pair(ir, vis) for ir, vis in pairs]
-            inputs = [(colour.to_float(a), colour.to_float(b)) for a, b, _ in split]
+            prepared = [method.prepare(ir, vis) for ir, vis in pairs]
             t1 = time.perf_counter()
-            raws = method.fuse_batch(inputs)
+            raws = method.fuse_batch([inputs for inputs, _ in prepared])
             compute += time.perf_counter() - t1
-            images = [compose(method, raw, ir, vis, cbcr, gray)
-                      for raw, (ir, vis), (_, _, cbcr) in zip(raws, pairs, split)]
+            images = [method.finish(raw, ir, vis, context, gray)
+                      for raw, (ir, vis), (_, context) in zip(raws, pairs, prepared)]
         for sample, image in zip(chunk, images):
             shape = image.shape[:2]
             if shape not in flops_cache:
