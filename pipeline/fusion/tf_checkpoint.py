@@ -314,3 +314,29 @@ def read_checkpoint(path: str | Path, names=None, verify: bool = True) -> dict[s
     """``{name: array}`` for ``names`` (default: every variable) of the TF checkpoint at ``path``."""
     ckpt = TFCheckpoint(path)
     return {name: ckpt.read(name, verify) for name in (ckpt.names() if names is None else names)}
+
+
+def torch_state(path: str | Path, key_map: dict[str, str]) -> dict:
+    """A PyTorch state_dict from a TF checkpoint: ``key_map`` = {PyTorch key: TF variable name}.
+
+    Spec methods.md §1: a conv kernel [kh, kw, in, out] becomes [out, in, kh, kw] (axes permuted
+    (3, 2, 0, 1), no flip: both frameworks cross-correlate); a dense kernel [in, out] is transposed;
+    everything else maps as is. Variables not in ``key_map`` (optimiser slots, discriminators) are
+    ignored; a missing one is a DataError naming the index file.
+    """
+    import torch
+
+    ckpt = TFCheckpoint(path)
+    missing = [name for name in key_map.values() if name not in ckpt._entries]
+    if missing:
+        raise DataError(f"TF checkpoint lacks {len(missing)} expected variable(s): "
+                        f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}", ckpt.index_path)
+    state = {}
+    for key, name in key_map.items():
+        arr = ckpt.read(name)
+        if arr.ndim == 4:
+            arr = arr.transpose(3, 2, 0, 1)
+        elif arr.ndim == 2:
+            arr = arr.T
+        state[key] = torch.from_numpy(np.ascontiguousarray(arr))
+    return state
