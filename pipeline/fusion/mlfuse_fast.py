@@ -37,7 +37,7 @@ import torch
 from torch.nn import functional as F
 
 from pipeline.fusion.mlfuse_net import MLFNet
-from pipeline.fusion.mlfuse_reduction import lane_dot
+from pipeline.fusion.mlfuse_reduction import gate_softmax, lane_dot
 
 CL = torch.channels_last
 _UNARY = {None: lambda t, *_: t, "relu": lambda t, *_: F.relu_(t), "sigmoid": lambda t, *_: t.sigmoid_(),
@@ -198,7 +198,7 @@ class FastMLFNet:
         mean_b = torch.matmul(uniform, flat).squeeze(1)  # N×32
         kvec = (mean_b @ self.w_ql.t()) @ self.w_vl  # N×32: z_p = kvec·b_p
         proj = torch.matmul(flat, torch.stack([self.w_qr[0].expand(n, c), kvec], dim=2))  # N×P×2
-        weights = torch.softmax(proj[..., 0], dim=1)  # channel gate: softmax of q over the P pixels
+        weights = gate_softmax(proj[..., 0], dim=1)  # channel gate: softmax of q over the P pixels (float64)
         values = ws["s16"].permute(0, 2, 3, 1).reshape(n, h * w, -1)  # a view of the 16-channel buffer
         torch.matmul(flat, self.w_vr.t(), out=values)  # v_p = W_vr b_p, as the official 1×1 conv
         context = lane_dot(values.transpose(1, 2), weights)  # N×16, official float32 order

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.fusion.mlfuse_reduction import lane_dot
+from pipeline.fusion.mlfuse_reduction import gate_softmax, lane_dot
 
 N_STATE_ENTRIES = 111
 N_LEARNABLE = 111_817
@@ -138,7 +138,7 @@ class SSDNet(nn.Module):
     def channel_gate(self, b: torch.Tensor) -> torch.Tensor:
         n, _, h, w = b.shape
         v = self.conv_v_right(b).reshape(n, -1, h * w)
-        q = torch.softmax(self.conv_q_right(b).reshape(n, 1, h * w), dim=2)
+        q = gate_softmax(self.conv_q_right(b).reshape(n, 1, h * w), dim=2)  # float64 normaliser
         context = lane_dot(v, q[:, 0]).reshape(n, -1, 1, 1)  # N×16×1×1, official float32 order
         return b * torch.sigmoid(self.conv_up(context))
 
