@@ -17,6 +17,18 @@ from pipeline.imageio import read_image
 
 ROADSCENE = ("FLIR_00006", "FLIR_00018", "FLIR_00060")
 
+# Float tolerances, derived (not fitted) so that they hold on any x86 CPU / kernel set.
+# "Exact" = the float64 forward of the same network and float32 inputs in which the channel
+# gate's pixel sum keeps the official float32 four-lane order (mlfuse_reduction: part of the
+# specified arithmetic). A float32 forward's error against it, measured on the 8 shipped pairs
+# (max / mean |f − exact|): the official files ≤ 1.61e-6 / 1.16e-7; this implementation (fast and
+# eager) ≤ 8.4e-7 / 6.7e-8 under ATEN_CPU_CAPABILITY=default|avx2 and ONEDNN_MAX_CPU_ISA=SSE41|AVX2
+# (notes/i13b.md). Different CPUs change only the accumulation order of the float32 sums, i.e.
+# which rounding errors occur, not their size, so one float32 forward is bounded by twice the
+# largest measured error; ours vs official = two independent forwards = the sum of two bounds.
+FORWARD_MAX, FORWARD_MEAN = 2 * 1.61e-6, 2 * 1.16e-7
+RAW_MAX, RAW_MEAN = 2 * FORWARD_MAX, 2 * FORWARD_MEAN          # 6.4e-6 (issue bound 1e-5), 4.6e-7
+
 
 @pytest.fixture(scope="module")
 def weights(shared):
@@ -64,26 +76,28 @@ def _boundary_ok(ours: np.ndarray, png: np.ndarray, ref_raw: np.ndarray, raw_dif
 
 
 def test_raw_and_8bit_outputs_match_official(shared, method):
-    """Raw outputs within 1e-5 of the official files (measured ≤ 8e-7 with the fast path, ≤ 1.8e-7
-    eager), 8-bit images identical except ±1 on truncation boundaries. This holds on any CPU only
-    because the channel gate's pixel sum runs in the official four-lane order (mlfuse_reduction):
-    with this machine's BLAS order the CT/MRI raws were 1.7e-5 off."""
+    """Raw outputs within RAW_MAX / RAW_MEAN of the official files (measured ≤ 1.7e-6 / 1.4e-7),
+    8-bit images identical except ±1 on truncation boundaries. Machine-independent because the
+    channel gate's pixel sum runs in the official four-lane order and its softmax normaliser in
+    float64 (mlfuse_reduction): with the local BLAS order the CT/MRI raws were 1.7e-5 off, with the
+    float32 softmax of an AVX2 EPYC 5e-6 (mean 4.5e-7)."""
     for ir, vis, stem in reference_pairs(shared):
         image, raw = fuse_pair_raw(method, ir, vis, gray=True)
         ref = np.load(f"{stem}_raw.npy")
         assert raw.dtype == np.float32 and raw.shape == ref.shape
         err = np.abs(raw - ref)
-        assert err.max() <= 1e-5 and err.mean() <= 2e-7, (stem, err.max())
+        assert err.max() <= RAW_MAX and err.mean() <= RAW_MEAN, (stem, err.max(), err.mean())
         _boundary_ok(image, read_image(f"{stem}.png"), ref, float(err.max()))
 
 
 def test_eager_module_matches_official_and_fast_path(shared, weights):
-    """The plain eager module (training's forward) reproduces the official raws to 1e-6; the fast path
-    agrees with it; float64 differs from both by the official float32 rounding of the pixel sum."""
+    """The plain eager module (training's forward) reproduces the official raws to RAW_MAX; the fast
+    path agrees with it; float64 differs from both by the official float32 rounding of the pixel sum."""
     eager = get_method("mlfuse", weights=str(weights), fast=False)
     for ir, vis, stem in list(reference_pairs(shared))[::3]:
         _, raw = fuse_pair_raw(eager, ir, vis, gray=True)
-        assert np.abs(raw - np.load(f"{stem}_raw.npy")).max() <= 1e-6, stem
+        err = np.abs(raw - np.load(f"{stem}_raw.npy"))
+        assert err.max() <= RAW_MAX and err.mean() <= RAW_MEAN, stem
     ir, vis, _ = next(reference_pairs(shared))
     x = torch.from_numpy(read_image(vis) / np.float32(255))[None, None].float()
     y = torch.from_numpy(read_image(ir) / np.float32(255))[None, None].float()
@@ -94,7 +108,7 @@ def test_eager_module_matches_official_and_fast_path(shared, weights):
     assert len(outputs) == 4 and all(t.shape == x.shape for t in outputs)
     assert (outputs[0].double() - exact).abs().max() < 3e-5
     fast = get_method("mlfuse", weights=str(weights)).runner()(x, y)
-    assert (fast - outputs[0]).abs().max() < 2e-6
+    assert (fast - outputs[0]).abs().max() < 2 * FORWARD_MAX
     batched = get_method("mlfuse", weights=str(weights), batch_pixels=10**7)
     pair = (y[0, 0].numpy(), x[0, 0].numpy())
     outs = batched.fuse_batch([pair, pair])
@@ -180,3 +194,30 @@ def test_fast_workspace_reuse_sizes_and_threads(weights):
         if hasattr(conv, "fused"):
             conv.fused = False
     assert (plain(*inputs[1]) - fresh[1]).abs().max() < 1e-6
+
+
+def test_float32_error_within_the_derived_bound(shared, weights, monkeypatch):
+    """The premise of RAW_MAX: on shipped pairs both the official files and this implementation lie
+    within one float32-forward bound of the exact value (float64, official gate-sum order)."""
+    from pipeline.fusion import mlfuse_net
+    from pipeline.fusion.colour import split_pair, to_float
+    from pipeline.fusion.mlfuse_reduction import lane_dot
+
+    def official_order(values, w):  # float64 run: the gate's pixel sum still in float32 lane order
+        if values.dtype == torch.float64:
+            return lane_dot(values.float(), w.float()).double()
+        return lane_dot(values, w)
+
+    fast = get_method("mlfuse", weights=str(weights))
+    exact_model = load_mlfnet(weights).double()
+    for ir, vis, stem in list(reference_pairs(shared))[0:4:3]:   # CT/MRI 0 and 3 (the largest errors)
+        y_ir, y_vis, _ = split_pair(read_image(ir), read_image(vis))
+        x, y = (torch.from_numpy(to_float(a))[None, None].double() for a in (y_vis, y_ir))
+        monkeypatch.setattr(mlfuse_net, "lane_dot", official_order)
+        with torch.no_grad():
+            exact = exact_model(x, y)[0][0, 0].numpy()
+        monkeypatch.undo()
+        _, ours = fuse_pair_raw(fast, ir, vis, gray=True)
+        for label, raw in (("official", np.load(f"{stem}_raw.npy")), ("ours", ours)):
+            err = np.abs(raw.astype(np.float64) - exact)
+            assert err.max() <= FORWARD_MAX and err.mean() <= FORWARD_MEAN, (label, stem, err.max(), err.mean())
