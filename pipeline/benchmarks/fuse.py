@@ -3,10 +3,13 @@
 Prints one JSON line: ``seconds_per_pair`` (median wall time of the method's fusion call, the
 figure the target refers to), ``cpu_seconds_per_pair`` (process CPU time, less sensitive to other
 processes on a shared machine), ``peak_rss_mb`` (peak resident memory of this process measured right
-after the fast runs, before anything else runs) and, for ``mlfuse``, the straightforward eager
-PyTorch forward of the same network measured in the same run (``eager_seconds_per_pair``,
-``speedup``) and ``max_abs_diff`` between the fast and eager raw outputs. ``load_average`` (1 min,
-before/after) says how busy the machine was. Inputs are a seeded random pair of the given size.
+after the fast runs, before anything else runs) and, for ``mlfuse`` and the pretrained networks
+(:mod:`pipeline.fusion.pretrained`), the straightforward eager PyTorch forward of the same network
+measured in the same run (``eager_seconds_per_pair``, ``speedup``) and ``max_abs_diff`` between
+the fast and eager raw outputs. ``load_average`` (1 min, before/after) says how busy the machine
+was. Inputs are a seeded random pair of the given size (a pretrained network's call is timed on
+its prepared inputs from the pair quantised to 8 bits: the forward pass, as in spec methods.md §14).
+``--weights`` defaults to the copy in ``../shared/weights`` (``official`` for mlfuse).
 """
 from __future__ import annotations
 
@@ -17,7 +20,9 @@ import time
 def register(subparsers) -> None:
     parser = subparsers.add_parser("fuse", help="fusion speed/memory of one method on a synthetic pair")
     parser.add_argument("--method", default="mlfuse")
-    parser.add_argument("--weights", default="official", help="mlfuse checkpoint (official|trained|PATH)")
+    parser.add_argument("--weights", default=None,
+                        help="checkpoint: mlfuse official|trained|PATH (default official); pretrained "
+                             "networks PATH or shared (default)")
     parser.add_argument("--size", default="480x640", help="HxW, e.g. 480x640 or 768x1024")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--batch", type=int, default=1, help="pairs per call (same size); time is per pair")
@@ -43,6 +48,7 @@ def run(args) -> int:
 
     from pipeline.benchmarks._util import emit, median, peak_rss_mb
     from pipeline.errors import ConfigError
+    from pipeline.fusion.pretrained import PretrainedMethod, quantise
     from pipeline.fusion.registry import get_method
 
     try:
@@ -53,19 +59,27 @@ def run(args) -> int:
     rng = np.random.default_rng(0)
     pairs = [(rng.random((height, width)).astype(np.float32), rng.random((height, width)).astype(np.float32))
              for _ in range(max(1, args.batch))]
-    options = {"weights": args.weights, "device": "cpu"} if args.method == "mlfuse" else {}
-    if args.method == "mlfuse" and args.batch > 1:
-        options["batch_pixels"] = args.batch * height * width
-    method = get_method(args.method, **options)
+    method = get_method(args.method)
+    network = isinstance(method, PretrainedMethod)
+    options = {}
+    if args.method == "mlfuse" or network:
+        options = {"weights": args.weights or ("official" if args.method == "mlfuse" else "shared"), "device": "cpu"}
+        if args.batch > 1:
+            options["batch_pixels"] = args.batch * height * width
+        method = get_method(args.method, **options)
     if args.method == "mlfuse":
         method.model  # noqa: B018  (load now: resolve_device also sets the thread count)
+    inputs = pairs
+    if network:
+        method.network  # noqa: B018
+        inputs = [method.prepare(*(quantise(p) for p in pair))[0] for pair in pairs]
     if args.threads:
         torch.set_num_threads(args.threads)
     rss_start = peak_rss_mb()
     outputs = {}
 
     def fast():
-        outputs["fast"] = method.fuse_batch(pairs)
+        outputs["fast"] = method.fuse_batch(inputs)
 
     wall, cpu = _timed(fast, args.repeat)
     n = len(pairs)
@@ -74,20 +88,34 @@ def run(args) -> int:
               "seconds_per_pair": median(wall) / n, "best_seconds_per_pair": min(wall) / n,
               "cpu_seconds_per_pair": median(cpu) / n, "peak_rss_mb": peak_rss_mb(),
               "rss_before_runs_mb": rss_start}
-    if args.method == "mlfuse" and not args.no_eager:
-        model = method.model
-        img1 = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
-        img2 = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
+    if (args.method == "mlfuse" or network) and not args.no_eager:
+        if network:  # the eager module, NCHW, no_grad: what the official scripts run
+            tensors = [torch.from_numpy(np.stack([it.arrays[s] for it in inputs])) for s in method.slots]
+
+            def forward():
+                return method.run(method.network, *tensors)
+        else:
+            model = method.model
+            img1 = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
+            img2 = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
+
+            def forward():
+                return model(img1, img2)[0]
 
         def eager():
             with torch.no_grad():
-                outputs["eager"] = model(img1, img2)[0]
+                outputs["eager"] = forward()
 
         ewall, ecpu = _timed(eager, args.repeat)
-        diff = max(float(np.abs(f - outputs["eager"][k, 0].numpy()).max()) for k, f in enumerate(outputs["fast"]))
+        ref = outputs["eager"].numpy()
+        diff = max(float(np.abs(f - (ref[k, 0] if ref.shape[1] == 1 else ref[k])).max())
+                   for k, f in enumerate(outputs["fast"]))
         record.update({"eager_seconds_per_pair": median(ewall) / n, "eager_cpu_seconds_per_pair": median(ecpu) / n,
                        "speedup": median(ewall) / median(wall), "cpu_speedup": median(ecpu) / median(cpu),
                        "max_abs_diff": diff, "peak_rss_with_eager_mb": peak_rss_mb()})
+    if network:
+        record.update({"gflops": method.gflops(height, width), "params": method.params_count(),
+                       "bn": method.bn_mode, "weights": [w["file"] for w in method.weights_info()]})
     record["load_average"] = [load_before, os.getloadavg()[0]]
     emit(record)
     return 0
