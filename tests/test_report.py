@@ -153,7 +153,8 @@ def _write_fusion(root: Path, dataset: str, names: list[str], rng) -> None:
         write_json(root / "results/fusion" / method / f"{dataset}.json", {
             "method": method, "dataset": dataset, "images": len(names),
             "seconds_per_image": float(rng.uniform(0.001, 0.2)),
-            "params": 0 if method != "mlfuse" else 12345, "gflops": 0.0 if method != "mlfuse" else 1.5})
+            "params": 0 if method != "mlfuse" else 12345, "gflops": 0.0 if method != "mlfuse" else 1.5,
+            "weights": None if method != "mlfuse" else [{"file": "model_fuse.pth", "sha256": "ab" * 32}]})
 
 
 def synthesise(root: Path, seed: int = 0) -> dict:
@@ -385,6 +386,8 @@ def test_partial_results_show_missing_never_zero(tmp_path):
     assert "0.000" not in line
     eff = pd.read_csv(out / "efficiency.csv").set_index("method")
     assert eff.loc[NOT_RUN, "status"] == "missing" and math.isnan(eff.loc[NOT_RUN, "params"])
+    assert eff.loc["mlfuse", "weights"] == "model_fuse.pth " + "ab" * 32   # where the weights came from
+    assert "model_fuse.pth " + "ab" * 32 in md
 
 
 def test_percent_values_are_rejected_naming_the_file(tmp_path):

@@ -146,6 +146,13 @@ class MLFuse(FusionMethod):
     def params_count(self) -> int:
         return int(sum(p.numel() for p in self.model.parameters()))
 
+    def metadata(self) -> dict:
+        from pipeline.fusion.checkpoints import sha256_file
+
+        path = self.weights_path
+        return {**super().metadata(), "weights": [{"file": path.name, "path": str(path),
+                                                   "sha256": sha256_file(path) if path.is_file() else None}]}
+
     def gflops(self, height: int, width: int) -> float:
         """GFLOPs of one eager forward at H×W, counted by ``torch.utils.flop_counter.FlopCounterMode``
         on meta tensors (a multiply-add counts 2; convolutions and matrix products)."""

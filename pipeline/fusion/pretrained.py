@@ -191,12 +191,11 @@ class PretrainedMethod(FusionMethod):
             root = Path(os.environ.get("FUSEBENCH_SHARED", "../shared")) / "weights" / known.folder
             return {part: root / file for part, file in zip(self.parts, known.files)}
         path = Path(str(weights))
-        if len(self.parts) > 1:
-            if path.is_dir():
-                known = self.checkpoints[0]
-                return {part: path / file for part, file in zip(self.parts, known.files)}
-            raise ConfigError(f"weights must be a folder holding {', '.join(self.checkpoints[0].files)} "
-                              f"or a mapping {{{', '.join(self.parts)}: PATH}}; {path} is not a folder", where)
+        if len(self.parts) > 1:  # a folder (its files' existence is checked when loading)
+            if path.is_file():
+                raise ConfigError(f"weights must be a folder holding {', '.join(self.checkpoints[0].files)} "
+                                  f"or a mapping {{{', '.join(self.parts)}: PATH}}; {path} is a file", where)
+            return {part: path / file for part, file in zip(self.parts, self.checkpoints[0].files)}
         return {self.parts[0]: path}
 
     def _check_sha(self) -> Checkpoint | None:

@@ -165,6 +165,7 @@ def fusion_record(method: FusionMethod, dataset, stats: dict, previous: dict | N
             "wall_seconds_per_image": stats["wall_seconds_per_image"],
             "params": method.params_count(), "gflops": float(stats["gflops"]),
             "kind": method.kind, "computed": stats["computed"], "skipped": stats["skipped"],
+            "weights": method.metadata().get("weights"),
             "provenance": provenance(params, split=dataset.manifest().get("splits"),
                                      method=method.metadata())}
 

@@ -79,7 +79,7 @@ def _efficiency_summary(results: StageResults, params: dict) -> dict:
     for method, per in results.efficiency.items():
         dataset = next((d for d in order if d in per), sorted(per)[0])
         out[method] = {**{k: per[dataset][k] for k in ("params", "gflops", "seconds_per_image")},
-                       "dataset": dataset, "per_dataset": per}
+                       "weights": per[dataset].get("weights"), "dataset": dataset, "per_dataset": per}
     return out
 
 
@@ -263,9 +263,11 @@ def _frames(results: StageResults, params: dict) -> dict[str, tuple[str, object,
             frames[f"{task}_{dataset}"] = (caption, frame, up(frame), {"seeds": "int"})
     if results.efficiency:
         frame = T.efficiency_table(results)
-        frames["efficiency"] = ("Size, compute and speed of each fusion method", frame,
-                                {c: "down" for c in frame.columns if c != "status"},
-                                {"params": "int", **{c: ".4g" for c in frame.columns if c != "params"}})
+        frames["efficiency"] = ("Size, compute and speed of each fusion method, and its weights "
+                                "(file, sha256)", frame,
+                                {c: "down" for c in frame.columns if c not in ("status", "weights")},
+                                {"params": "int", **{c: ".4g" for c in frame.columns if c != "params"},
+                                 "weights": "str"})
     return frames
 
 

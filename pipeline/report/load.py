@@ -183,7 +183,9 @@ def _load_efficiency(results: Path, out: StageResults) -> None:
             "params": None if obj.get("params") is None else int(obj["params"]),
             "gflops": _number(obj.get("gflops"), path, "gflops"),
             "seconds_per_image": _number(obj["seconds_per_image"], path, "seconds_per_image"),
-            "images": obj.get("images")}
+            "images": obj.get("images"),
+            "weights": [{"file": w.get("file"), "sha256": w.get("sha256")} for w in obj.get("weights") or []
+                        if isinstance(w, dict)] or None}
 
 
 def _load_task(results: Path, task: str, out: StageResults) -> None:

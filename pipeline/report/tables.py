@@ -56,7 +56,8 @@ def task_table(results: StageResults, task: str, dataset: str) -> pd.DataFrame:
 
 
 def efficiency_table(results: StageResults) -> pd.DataFrame:
-    """Parameters, GFLOPs per image and seconds per image (one column per dataset) per method."""
+    """Parameters, GFLOPs per image and seconds per image (one column per dataset) per method, and
+    the weights it ran with (``weights``: "file sha256" per file, from the fusion record)."""
     datasets = sorted({d for per in results.efficiency.values() for d in per})
     flat = {}
     for method, per in results.efficiency.items():
@@ -68,7 +69,17 @@ def efficiency_table(results: StageResults) -> pd.DataFrame:
             row[f"s/image {d}"] = rec.get("seconds_per_image")
         flat[method] = row
     columns = ["params", *[f"GFLOPs {d}" for d in datasets], *[f"s/image {d}" for d in datasets]]
-    return _frame(flat, results.methods, columns)
+    frame = _frame(flat, results.methods, columns)
+    frame["weights"] = [weights_text(results.efficiency.get(m)) for m in frame.index]
+    return frame
+
+
+def weights_text(per_dataset: dict | None) -> str | None:
+    """"file sha256; ..." of a method's weight files (None when it has none on record)."""
+    for rec in (per_dataset or {}).values():
+        if rec.get("weights"):
+            return "; ".join(f"{w.get('file')} {w.get('sha256') or '(missing)'}" for w in rec["weights"])
+    return None
 
 
 def gains_frame(gains: dict) -> pd.DataFrame:
@@ -110,6 +121,8 @@ def _format(value, spec: str) -> str:
         return UNDEFINED
     if spec == "int":
         return f"{int(round(value)):,}"
+    if spec == "str":
+        return str(value)
     return format(value, spec)
 
 
