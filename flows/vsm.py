@@ -2,8 +2,8 @@
 
     python -m flows.vsm
 
-The training sets are ``mlfuse.train.sets`` restricted to ``mlfuse.train.splits``; maps go to
-``mlfuse.train.vsm_root`` (``data/vsm/<set>/{img1,img2}/<name>.npy``, :mod:`pipeline.vsm`). One
+The training sets are ``train.methods.mlfuse.sets`` restricted to its ``splits``; maps go to
+its ``vsm_root`` (``data/vsm/<set>/{img1,img2}/<name>.npy``, :mod:`pipeline.vsm`). One
 Prefect task per batch of ``orchestration.batch_size`` pairs (retried once). The whole folder is
 built in a staging folder and renamed into place when every batch succeeded
 (:mod:`flows._staging`); a failed run resumes from the maps already computed.
@@ -22,11 +22,11 @@ CODE = ("pipeline/vsm.py", "pipeline/datasets.py", "pipeline/imageio.py")
 
 @stage_flow("vsm")
 def vsm_flow(params: dict) -> dict:
-    from pipeline.mlfuse_train.data import load_training_sets
-    from pipeline.mlfuse_train.trainer import resolve_config
+    from pipeline.training.data import load_training_sets
+    from pipeline.training.trainer import resolve_config
     from pipeline.vsm import compute_vsm_maps
 
-    cfg = resolve_config(section(params, "mlfuse.train", {}) or {})
+    cfg = resolve_config("mlfuse", section(params, "train.methods.mlfuse", {}) or {})
     sets = load_training_sets(params, cfg["sets"], cfg["splits"])
     key = fingerprint({name: samples_stamp(samples) for name, samples in sets.items()}, CODE)
     counts = {}

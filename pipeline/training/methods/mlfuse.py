@@ -1,4 +1,15 @@
-"""The four MLFuse training losses (spec ``mlfuse.md`` section 10), one small function each.
+"""MLFuse training (spec ``mlfuse.md`` sections 10-11): the four losses and the published recipe.
+
+Recipe (:class:`MLFuseRecipe`, keys of ``params.yaml`` ``train.methods.mlfuse``): batch 16 of aligned
+random 128×128 crops, model in training mode throughout, Adam (``lr`` 1e-4, betas (0.9, 0.999), eps 1e-8,
+``weight_decay`` 5e-5 coupled as L2 on every parameter), cosine annealing over ``T_max = epochs`` to 0
+stepped after every epoch, 501 epochs, the four losses below with ``loss_weights`` 0.3 / 3 / 0.5 / 1;
+``vsm_bits`` 8 quantises the VSM maps as the official 8-bit PNGs were (null: float maps); ``vsm_root``
+is the VSM stage's output; ``init`` = ``scratch`` (seeded default init) or fine-tuning from
+``official`` / ``trained`` / a checkpoint path (:func:`pipeline.fusion.mlfuse.resolve_weights`).
+The final checkpoint keeps the official layout ``{"epoch", "model"}`` (``model_fuse.pth``).
+
+Losses:
 
 The network returns ``(f, l_edg, l_cmk, l_ssd)``: the fused image and three auxiliary tanh heads.
 Each loss reads exactly one of them (all "means" are over every element of the N×1×H×W batch):
@@ -26,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.errors import ConfigError
+from pipeline.training.recipe import Recipe, register_recipe
 
 #: Published loss weights: L = 0.3·L_edg + 3·L_ssd + 0.5·L_cmk + 1·L_fus.
 LOSS_WEIGHTS: dict[str, float] = {"edge": 0.3, "saliency": 3.0, "cross_modal": 0.5, "fusion": 1.0}
@@ -152,7 +164,7 @@ def resolve_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
     """Published weights overridden by ``weights``; unknown names raise :class:`ConfigError`."""
     unknown = set(weights or {}) - set(LOSS_WEIGHTS)
     if unknown:
-        raise ConfigError(f"mlfuse.train.loss_weights: unknown loss name(s) {sorted(unknown)}; "
+        raise ConfigError(f"train.methods.mlfuse.loss_weights: unknown loss name(s) {sorted(unknown)}; "
                           f"expected {list(LOSS_NAMES)}")
     return {**LOSS_WEIGHTS, **{k: float(v) for k, v in (weights or {}).items()}}
 
@@ -160,3 +172,56 @@ def resolve_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
 def _check_single_channel(image: torch.Tensor) -> None:
     if image.dim() != 4 or image.shape[1] != 1:
         raise ValueError(f"expected an N×1×H×W tensor, got shape {tuple(image.shape)}")
+
+
+@register_recipe("mlfuse")
+class MLFuseRecipe(Recipe):
+    """MLFNet with the published recipe (module docstring); img1 = ``vis``, img2 = ``ir``."""
+
+    options = ("init", "lr", "weight_decay", "vsm_bits", "loss_weights", "vsm_root")
+    maps = ("vsm_ir",)
+    loss_names = ("total", *LOSS_NAMES)
+    min_crop = 15  # MLFNet's smallest input
+    final_name = "model_fuse.pth"
+    code_modules = ("pipeline.training.methods.mlfuse", "pipeline.fusion.mlfuse_net", "pipeline.fusion.mlfuse")
+
+    @classmethod
+    def check(cls, config, where):
+        resolve_weights(config["loss_weights"])
+
+    def build(self) -> None:
+        from pipeline.fusion.mlfuse import resolve_weights as weights_path
+        from pipeline.fusion.mlfuse_net import MLFNet, load_mlfnet
+
+        init = str(self.config["init"])
+        model = MLFNet() if init == "scratch" else load_mlfnet(weights_path(init))
+        self.weights = resolve_weights(self.config["loss_weights"])
+        self.nets = {"model": model}
+        self.opts = {"model": torch.optim.Adam(model.parameters(), lr=float(self.config["lr"]),
+                                               weight_decay=float(self.config["weight_decay"]))}
+        self.schedulers = {"model": torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.opts["model"], T_max=int(self.config["epochs"]), eta_min=0.0)}
+
+    def step(self, batch, index):
+        """Forward (autocast on CUDA with amp), the four losses in float32, one Adam update."""
+        img1, img2, vsm2 = batch["vis"], batch["ir"], batch["vsm_ir"]
+        with self.ctx.autocast():
+            outputs = self.nets["model"](img1, img2)
+        terms = mlfuse_loss([o.float() for o in outputs], img1, img2, vsm2, self.weights)
+        self.ctx.update("model", terms.total)
+        return {"total": terms.total.detach(), **{k: v.detach() for k, v in terms.parts.items()}}
+
+    def fuse(self, ir, vis):
+        """Eval-mode MLFNet output f (raw tanh image) of one pair."""
+        model = self.nets["model"].eval()
+        return model(vis, ir)[0][0, 0].float().cpu().numpy()
+
+    def to_uint8(self, raw):
+        from pipeline.fusion.mlfuse import to_uint8_official  # min-max, ×255, truncate (spec section 8)
+
+        return to_uint8_official(raw)
+
+    def export(self, epoch):
+        from pipeline.training.checkpoints import cpu_state
+
+        return {"epoch": epoch, "model": cpu_state(self.nets["model"])}
