@@ -53,7 +53,7 @@ def tiny_params(params: dict) -> dict:
     params["device"] = "cpu"
     params["orchestration"].update(task_runner="thread", batch_size=8)
     params["demo_data"].update(m3fd_pairs=10, msrs_train=6, msrs_test=3, height=96, width=128)
-    train = params.setdefault("mlfuse", {}).setdefault("train", {})
+    train = params["train"]["methods"]["mlfuse"]
     train.pop("profiles", None)
     train.update(sets=["msrs"], splits=["train"], epochs=1, batch_size=2, crop=64, checkpoint_every=1,
                  preview_every=1, preview_count=1)
@@ -91,7 +91,7 @@ def project(tmp_path_factory) -> Path:
     run(["git", "commit", "-qm", "init"], root)
     ran = repro(root, "repro", server=True)
     methods = ("ir", "average")
-    expected = {"demo_data", "vsm", "train_mlfuse", "report",
+    expected = {"demo_data", "vsm", "train@mlfuse", "report",
                 *(f"{s}@{m}" for s in ("fuse", "metrics", "detect", "segment") for m in methods)}
     assert ran == expected
     run(["git", "add", "-A"], root)
@@ -102,9 +102,9 @@ def project(tmp_path_factory) -> Path:
 def test_every_params_key_of_dvc_yaml_exists_in_params_yaml():
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    methods = params["fusion"]["methods"]
     for name, stage in spec["stages"].items():
         body = stage.get("do", stage)
+        methods = params["train" if name == "train" else "fusion"]["methods"]
         for key in body.get("params", []):
             for method in (methods if "${key}" in key else [None]):
                 node = params
@@ -127,7 +127,7 @@ def test_metrics_and_plots_are_found(project):
     metrics = json.loads(dvc(project, "metrics", "show", "--json"))
     files = next(iter(metrics.values()))["data"]
     assert {"results/metrics/ir/summary.json", "results/fusion/average/m3fd.json",
-            "results/mlfuse_train/summary.json", "results/report/summary.json"} <= set(files)
+            "results/training/mlfuse/summary.json", "results/report/summary.json"} <= set(files)
     en = files["results/metrics/average/summary.json"]["data"]["datasets"]["m3fd"]["EN"]
     assert en["n"] == 10 and 0 < en["mean"] < 8
     plots = json.loads(dvc(project, "plots", "show", "--json"))["data"]
@@ -162,13 +162,13 @@ def test_new_fusion_method_runs_only_its_stages_and_the_report(project):
 def test_mlfuse_training_change_is_seen_by_training_and_fusion_only(project):
     original = (project / "params.yaml").read_text()
     params = yaml.safe_load(original)
-    params["mlfuse"]["train"]["lr"] = 5.0e-4
+    params["train"]["methods"]["mlfuse"]["lr"] = 5.0e-4
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = dvc(project, "status")
     changed = set(re.findall(r"^(\S+):\s*$", status, flags=re.M))
-    assert changed == {"vsm", "train_mlfuse"}
+    assert changed == {"vsm", "train@mlfuse"}
     stale = set(re.findall(r"Running stage '([^']+)'", dvc(project, "repro", "--dry")))
-    assert {"vsm", "train_mlfuse"} <= stale and not any(s.startswith(("detect", "segment", "metrics")) for s in stale)
+    assert {"vsm", "train@mlfuse"} <= stale and not any(s.startswith(("detect", "segment", "metrics")) for s in stale)
     (project / "params.yaml").write_text(original)
     assert "up to date" in dvc(project, "status")
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pipeline.errors import ConfigError
-from pipeline.mlfuse_train import losses as L
+from pipeline.training.methods import mlfuse as L
 
 IMG = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]).view(1, 1, 3, 3)
 

@@ -6,17 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _training import HEALTH, published
 
 from pipeline.datasets import load_dataset
 from pipeline.fusion.mlfuse_net import MLFNet, load_mlfnet
 from pipeline.fusion.registry import get_method
-from pipeline.mlfuse_train import data as D
-from pipeline.mlfuse_train import trainer as T
-from pipeline.mlfuse_train.losses import mlfuse_loss
+from pipeline.training import data as D
+from pipeline.training import trainer as T
+from pipeline.training.methods.mlfuse import mlfuse_loss
 from pipeline.vsm import compute_vsm_maps
 
 pytestmark = pytest.mark.shared
-REAL = {"epochs": 5, "batch_size": 4, "crop": 64, "lr": 1e-3, "checkpoint_every": 5, "preview_every": 5,
+REAL = {**published("mlfuse"), "epochs": 5, "batch_size": 4, "crop": 64, "lr": 1e-3, "checkpoint_every": 5, "preview_every": 5,
         "preview_count": 1, "seed": 0, "device": "cpu", "threads": 1}
 
 
@@ -35,22 +36,25 @@ def real_pairs(shared_data, tmp_path_factory):
             "ct_mri": load_dataset("medical", shared_data / "medical" / "CT_MRI").samples[:4]}
     for name, samples in sets.items():
         compute_vsm_maps(samples, vsm_root, name, progress=False)
-    return D.training_pairs(sets, vsm_root)
+    return D.training_pairs(sets, vsm_root, ("vsm_ir",))
 
 
 def _fixed_batch_loss(model, arrays, crop):
     """Total loss of one fixed batch (every pair, epoch-0 crops), model in training mode as in training."""
     batch = D.make_batch(arrays, range(len(arrays)), crop, seed=0, epoch=0)
     with torch.no_grad():
-        return mlfuse_loss(model.train()(batch[0], batch[1]), *batch).total.item()
+        return mlfuse_loss(model.train()(batch["vis"], batch["ir"]), batch["vis"], batch["ir"],
+                           batch["vsm_ir"]).total.item()
 
 
 def test_training_on_real_pairs_lowers_the_loss_and_reloads(real_pairs, tmp_path):
     assert [p.key for p in real_pairs][:2] == ["ct_mri/ct0", "ct_mri/ct1"]
-    assert real_pairs[0].img1.name == "mrict0.png" and real_pairs[0].img2.name == "ct0.png"  # MRI = img1
-    final = T.train(REAL, real_pairs, tmp_path / "m", tmp_path / "r", progress=False)
+    assert real_pairs[0].vis.name == "mrict0.png" and real_pairs[0].ir.name == "ct0.png"  # MRI = img1
+    final = T.train("mlfuse", REAL, real_pairs, tmp_path / "m", tmp_path / "m.pth", tmp_path / "r", HEALTH,
+                    progress=False)
     arrays = D.load_arrays(real_pairs, REAL["crop"])
-    initial = _fixed_batch_loss(T.build_model(T.resolve_config(REAL), "cpu"), arrays, REAL["crop"])
+    initial = _fixed_batch_loss(T.build_recipe("mlfuse", T.resolve_config("mlfuse", REAL), "cpu").nets["model"],
+                                arrays, REAL["crop"])
     trained_model = load_mlfnet(final)
     trained = _fixed_batch_loss(trained_model, arrays, REAL["crop"])
     assert trained < 0.8 * initial
@@ -59,7 +63,7 @@ def test_training_on_real_pairs_lowers_the_loss_and_reloads(real_pairs, tmp_path
     # the mlfuse fusion method loads the trained checkpoint like the official weights and fuses a
     # full-size RoadScene pair (index 4 = roadscene/FLIR_00006)
     method = get_method("mlfuse", weights=str(final), device="cpu")
-    ir, vis = (a[4].astype(np.float32) / np.float32(255) for a in (arrays.img2, arrays.img1))
+    ir, vis = (a[4].astype(np.float32) / np.float32(255) for a in (arrays.ir, arrays.vis))
     raw = method.fuse(ir, vis)
     assert raw.shape == ir.shape and np.isfinite(raw).all() and raw.std() > 0
     fused = method.to_uint8(raw)
@@ -71,8 +75,8 @@ def test_training_on_real_pairs_lowers_the_loss_and_reloads(real_pairs, tmp_path
 def test_fine_tuning_from_official_weights(real_pairs, shared, monkeypatch):
     monkeypatch.setenv("FUSEBENCH_SHARED", str(shared))
     official = shared / "weights" / "mlfuse" / "model_fuse.pth"
-    cfg = T.resolve_config({**REAL, "init": "official"})
-    model = T.build_model(cfg, "cpu")
+    cfg = T.resolve_config("mlfuse", {**REAL, "init": "official"})
+    model = T.build_recipe("mlfuse", cfg, "cpu").nets["model"]
     reference = load_mlfnet(official)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
     assert model.training

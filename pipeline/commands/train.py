@@ -2,8 +2,9 @@
 
 Trains one learned fusion method with ``params.yaml`` ``train.methods.<NAME>`` (see
 :mod:`pipeline.training.trainer`): its training sets (MLFuse: with the VSM maps of the VSM stage),
-checkpoints and the final checkpoint under ``--out`` (default ``models/<NAME>``), losses, previews and
-summary under ``--results`` (default ``results/training/<NAME>``). Resumes from the newest checkpoint of
+the final checkpoint ``--out`` (default ``models/trained/<NAME>.pth``; resume checkpoints in
+``models/checkpoints/<NAME>``, or in ``checkpoints/`` beside ``--out``), losses, previews and summary
+under ``--results`` (default ``results/training/<NAME>``). Resumes from the newest checkpoint of
 the same run unless ``--no-resume``; ``--resume PATH`` resumes that checkpoint (an error if it belongs to
 another method or recipe). ``train-mlfuse`` is kept as a short form of ``train --method mlfuse``.
 """
@@ -15,7 +16,7 @@ def _arguments(parser, method: bool) -> None:
         parser.add_argument("--method", required=True, help="method name (train.methods.<NAME> in params.yaml)")
     parser.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
     parser.add_argument("--profile", default=None, choices=("demo", "full"), help="override the profile")
-    parser.add_argument("--out", default=None, help="checkpoint folder (default models/<method>)")
+    parser.add_argument("--out", default=None, help="final checkpoint (default models/trained/<method>.pth)")
     parser.add_argument("--results", default=None, help="losses/previews/summary folder (default results/training/<method>)")
     parser.add_argument("--no-resume", action="store_true", help="start from scratch, ignore checkpoints")
     parser.add_argument("--resume", default=None, metavar="PATH", help="resume this checkpoint file")
@@ -38,6 +39,6 @@ def run(args) -> int:
     params = load_params(args.params, args.profile)
     resume = False if args.no_resume else (args.resume or True)
     final = train_from_params(params, args.method, resume=resume, progress=not args.no_progress,
-                              out_dir=args.out, results_dir=args.results)
+                              out=args.out, results_dir=args.results)
     print(f"wrote {final}")
     return 0

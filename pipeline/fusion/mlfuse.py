@@ -8,8 +8,8 @@
   (truncation, not rounding).
 
 Options: ``weights`` = ``official`` (``$FUSEBENCH_SHARED`` or ``../shared`` +
-``weights/mlfuse/model_fuse.pth``), ``trained`` (``models/mlfuse/model_fuse.pth``, written by the
-training stage) or a path; ``device`` (``auto`` = CUDA when present); ``fast`` (default true:
+``weights/mlfuse/model_fuse.pth``), ``trained`` (``models/trained/mlfuse.pth``, written by the
+training stage ``train@mlfuse``) or a path; ``device`` (``auto`` = CUDA when present); ``fast`` (default true:
 :class:`~pipeline.fusion.mlfuse_fast.FastMLFNet`; false = the plain eager module);
 ``batch_pixels`` (same-size pairs are batched while N·H·W stays within it; default 0 = one pair
 per forward, the official setting; batching changes results only by float rounding).
@@ -37,8 +37,9 @@ import numpy as np
 import torch
 
 from pipeline.fusion.registry import FusionMethod, check_pair, register
+from pipeline.training.paths import trained_weights
 
-TRAINED_WEIGHTS = Path("models/mlfuse/model_fuse.pth")
+TRAINED_WEIGHTS = trained_weights("mlfuse")
 
 
 def resolve_weights(weights: str | Path) -> Path:

@@ -14,9 +14,6 @@ state dicts, ``recipe`` (extra state), ``rng`` and the loss ``history``; they lo
 """
 from __future__ import annotations
 
-import hashlib
-import importlib
-import json
 import logging
 import random
 from pathlib import Path
@@ -26,16 +23,15 @@ import numpy as np
 import torch
 
 from pipeline.errors import DataError
-from pipeline.results import file_digest
+from pipeline.fingerprint import code_digest, content_key, file_digest, params_digest
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "fusebench-train/1"
 #: trainer keys that change how a run goes, never its weights (left out of the fingerprint)
 RUN_ONLY_KEYS = ("device", "threads", "checkpoint_every", "preview_every", "preview_count", "sets", "splits")
-#: code every training depends on (besides the recipe's own modules)
-TRAINER_CODE = ("pipeline.training.trainer", "pipeline.training.data", "pipeline.training.recipe",
-                "pipeline.training.checkpoints", "pipeline.imageio", "pipeline.fusion.colour")
+#: code every training depends on (with everything it imports from the repository)
+TRAINER_CODE = ("pipeline.training.trainer",)
 
 
 def weight_settings(config: Mapping) -> dict:
@@ -44,31 +40,15 @@ def weight_settings(config: Mapping) -> dict:
 
 
 def data_digest(pairs: Sequence) -> str:
-    """sha256 over each pair's key and the bytes of its images and maps."""
-    h = hashlib.sha256()
-    for pair in pairs:
-        h.update(pair.key.encode())
-        for path in pair.files():
-            h.update(file_digest(path).encode())
-    return h.hexdigest()
-
-
-def code_digest(modules: Iterable[str]) -> str:
-    """sha256 over the source files of ``modules`` (dotted names)."""
-    h = hashlib.sha256()
-    for name in sorted(set(modules)):
-        source = getattr(importlib.import_module(name), "__file__", None)
-        h.update(name.encode())
-        if source:
-            h.update(file_digest(source).encode())
-    return h.hexdigest()
+    """Digest of each pair's key and the bytes of its images and maps (:mod:`pipeline.fingerprint`)."""
+    return params_digest([[pair.key, *(file_digest(path) for path in pair.files())] for pair in pairs])
 
 
 def fingerprint(method: str, config: Mapping, pairs: Sequence, modules: Iterable[str] = ()) -> str:
-    """Fingerprint of a run: method, :func:`weight_settings`, :func:`data_digest`, :func:`code_digest`."""
-    block = {"method": method, "settings": weight_settings(config), "data": data_digest(pairs),
-             "code": code_digest([*TRAINER_CODE, *modules])}
-    return hashlib.sha256(json.dumps(block, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Fingerprint of a run: method, :func:`weight_settings`, :func:`data_digest` and the source of the
+    trainer and the recipe's ``modules`` with all they import (:func:`pipeline.fingerprint.code_digest`)."""
+    return content_key(method=method, settings=weight_settings(config), data=data_digest(pairs),
+                       code=code_digest([*TRAINER_CODE, *modules]))
 
 
 def rng_state() -> dict:

@@ -31,6 +31,8 @@ changes learning rates per update (DDcGAN) does it inside ``step`` and keeps its
 from __future__ import annotations
 
 import contextlib
+import importlib
+import pkgutil
 from typing import Any, Mapping
 
 import numpy as np
@@ -39,6 +41,7 @@ import torch
 from pipeline.errors import ConfigError
 
 _RECIPES: dict[str, type["Recipe"]] = {}
+_METHODS = "pipeline.training.methods"
 
 
 def register_recipe(name: str):
@@ -55,19 +58,20 @@ def register_recipe(name: str):
 
 
 def get_recipe(name: str) -> type["Recipe"]:
-    """The recipe class of method ``name`` (importing :mod:`pipeline.training.methods` registers them)."""
-    import pipeline.training.methods  # noqa: F401
-
+    """The recipe class of method ``name``, from module :mod:`pipeline.training.methods.<name>`
+    (imported by a computed name, so a method's code fingerprint never covers the other recipes)."""
+    if name not in _RECIPES and name in trainable_methods():
+        importlib.import_module(f"{_METHODS}.{name}")
     if name not in _RECIPES:
-        raise ConfigError(f"no training recipe for method {name!r} (trainable: {', '.join(sorted(_RECIPES))})",
+        raise ConfigError(f"no training recipe for method {name!r} (trainable: {', '.join(trainable_methods())})",
                           f"train.methods.{name}")
     return _RECIPES[name]
 
 
 def trainable_methods() -> list[str]:
-    import pipeline.training.methods  # noqa: F401
-
-    return sorted(_RECIPES)
+    """Methods with a recipe module in :mod:`pipeline.training.methods`."""
+    package = importlib.import_module(_METHODS)
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
 
 
 class Context:
@@ -125,8 +129,6 @@ class Recipe:
     min_crop: int = 1
     #: modules whose source decides the training (besides the trainer's); digested in the fingerprint
     code_modules: tuple[str, ...] = ()
-    #: file name of the exported checkpoint in ``models/<method>/``
-    final_name: str = "model.pth"
 
     def __init__(self, config: Mapping, ctx: Context):
         self.config = config

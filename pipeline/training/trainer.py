@@ -21,9 +21,9 @@ preview_every/_count   preview fusions of the first training pairs every N epoch
 
 plus the recipe's own :attr:`~.recipe.Recipe.options`. Outputs:
 
-* ``<out_dir>/<final_name>`` — :meth:`Recipe.export` (e.g. MLFuse's official ``{"epoch", "model"}``),
-  plus ``"health"`` for recipes other than MLFuse;
-* ``<out_dir>/checkpoints/epoch_NNNN.pth`` — resume state (:mod:`.checkpoints`); a re-run with the same
+* ``final`` (stages: ``models/trained/<method>.pth``, :mod:`.paths`) — :meth:`Recipe.export` (MLFuse:
+  the official ``{"epoch", "model"}``; the others add ``"health"``);
+* ``<ckpt_dir>/epoch_NNNN.pth`` (stages: ``models/checkpoints/<method>/``) — resume state (:mod:`.checkpoints`); a re-run with the same
   fingerprint (settings + data bytes + code) continues after the newest one and ends with exactly the
   weights of an uninterrupted run; a changed fingerprint retrains from scratch;
 * ``<results_dir>/losses.csv`` — one row per epoch: ``epoch, lr`` and one column per loss component
@@ -60,7 +60,6 @@ TRAINER_KEYS = ("seed", "device", "threads", "amp", "channels_last", "sets", "sp
                 "crop", "crops_per_pair", "drop_last", "shuffle", "checkpoint_every", "preview_every",
                 "preview_count")
 _POSITIVE = ("epochs", "batch_size", "crop", "crops_per_pair", "checkpoint_every")
-FINAL_NAME = "model.pth"
 
 
 def where(method: str) -> str:
@@ -90,13 +89,30 @@ def resolve_config(method: str, config: Mapping | None) -> dict:
     return config
 
 
-def train(method: str, config: Mapping, pairs: Sequence[D.TrainPair], out_dir: str | Path,
-          results_dir: str | Path, health: Mapping, resume: bool | str | Path = True, progress: bool = True,
-          params: Mapping | None = None, final_name: str = FINAL_NAME) -> Path:
-    """Train ``method`` on ``pairs`` and return the path of ``<out_dir>/<final_name>`` (module docstring).
+def build_recipe(method: str, cfg: Mapping, device: str) -> Recipe:
+    """The recipe of ``method`` with its networks built from ``seed`` (torch RNG seeded first), on
+    ``device`` in training mode (NHWC with ``channels_last``), optimisers attached to its context."""
+    ctx = Context(device, cfg["amp"], cfg["channels_last"])
+    torch.manual_seed(int(cfg["seed"]))
+    recipe: Recipe = get_recipe(method)(cfg, ctx)
+    recipe.build()
+    for net in recipe.nets.values():
+        net.to(device)
+        if ctx.channels_last:
+            net.to(memory_format=torch.channels_last)
+        net.train()
+    ctx.attach(recipe.opts)
+    return recipe
 
-    ``resume``: ``True`` continues from the newest checkpoint of this very run in
-    ``<out_dir>/checkpoints`` (stale ones are removed), ``False`` starts afresh, a path resumes that
+
+def train(method: str, config: Mapping, pairs: Sequence[D.TrainPair], ckpt_dir: str | Path, final: str | Path,
+          results_dir: str | Path, health: Mapping, resume: bool | str | Path = True, progress: bool = True,
+          params: Mapping | None = None) -> Path:
+    """Train ``method`` on ``pairs``, write the final checkpoint ``final`` and return its path (module
+    docstring); resume checkpoints go to ``ckpt_dir``.
+
+    ``resume``: ``True`` continues from the newest checkpoint of this very run in ``ckpt_dir``
+    (stale ones are removed), ``False`` starts afresh, a path resumes that
     checkpoint (a :class:`DataError` naming it when it belongs to another method or recipe).
     ``health``: the ``train.health`` thresholds. ``params``: recorded in the summary's provenance.
     """
@@ -105,8 +121,7 @@ def train(method: str, config: Mapping, pairs: Sequence[D.TrainPair], out_dir: s
     recipe_cls = get_recipe(method)
     if not pairs:
         raise DataError(f"no training pairs (check {where(method)}.sets and the datasets)")
-    out_dir, results_dir = Path(out_dir), Path(results_dir)
-    ckpt_dir = out_dir / "checkpoints"
+    ckpt_dir, final, results_dir = Path(ckpt_dir), Path(final), Path(results_dir)
     n_items = len(pairs) * cfg["crops_per_pair"]
     n_batches = D.batches_per_epoch(n_items, cfg["batch_size"], cfg["drop_last"], pairs, where(method))
     arrays = D.load_arrays(pairs, cfg["crop"], cfg.get("vsm_bits", 8), f"{where(method)}.crop")
@@ -118,18 +133,10 @@ def train(method: str, config: Mapping, pairs: Sequence[D.TrainPair], out_dir: s
     if device.startswith("cuda"):
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-    fp = C.fingerprint(method, cfg, pairs, recipe_cls.code_modules)
+    fp = C.fingerprint(method, cfg, pairs, (recipe_cls.__module__, *recipe_cls.code_modules))
 
-    ctx = Context(device, cfg["amp"], cfg["channels_last"])
-    torch.manual_seed(int(cfg["seed"]))
-    recipe: Recipe = recipe_cls(cfg, ctx)
-    recipe.build()
-    for name, net in recipe.nets.items():
-        net.to(device)
-        if ctx.channels_last:
-            net.to(memory_format=torch.channels_last)
-        net.train()
-    ctx.attach(recipe.opts)
+    recipe = build_recipe(method, cfg, device)
+    ctx = recipe.ctx
 
     history: list[dict] = []
     start = 0
@@ -192,7 +199,7 @@ def train(method: str, config: Mapping, pairs: Sequence[D.TrainPair], out_dir: s
     exported = recipe.export(cfg["epochs"] - 1)
     if method != "mlfuse":  # MLFuse keeps the official two-key layout
         exported["health"] = report
-    final = save_torch(out_dir / final_name, exported)
+    final = save_torch(final, exported)
     _write_summary(results_dir, method, cfg, pairs, history, device, n_batches, start, steps_run,
                    time.perf_counter() - started, final, params, report)
     return final
@@ -275,12 +282,14 @@ def _write_summary(results_dir: Path, method, cfg, pairs, history, device, n_bat
 
 
 def train_from_params(params: Mapping, method: str, resume: bool | str | Path = True, progress: bool = True,
-                      out_dir: str | Path | None = None, results_dir: str | Path | None = None) -> Path:
+                      out: str | Path | None = None, results_dir: str | Path | None = None) -> Path:
     """Train ``method`` from a resolved ``params.yaml`` (:func:`pipeline.config.load_params`):
     ``train.methods.<method>`` (``seed``/``device`` null = the top-level ones), its ``sets`` and
     ``splits``, maps under its ``vsm_root``, thresholds ``train.health``. Outputs default to
-    ``models/<method>/`` and ``results/training/<method>/`` (:func:`paths`)."""
+    :mod:`.paths` (``out`` = the final checkpoint; resume checkpoints beside it in ``checkpoints/``
+    when given)."""
     from pipeline.config import section
+    from pipeline.training import paths
 
     config = section(params, f"train.methods.{method}")
     if config is None:
@@ -297,17 +306,8 @@ def train_from_params(params: Mapping, method: str, resume: bool | str | Path = 
     recipe = get_recipe(method)
     samples = D.load_training_sets(params, cfg["sets"], cfg["splits"])
     pairs = D.training_pairs(samples, cfg.get("vsm_root"), recipe.maps)
-    default_out, default_results = paths(method)
-    return train(method, cfg, pairs, out_dir or default_out, results_dir or default_results,
+    final = Path(out) if out else paths.trained_weights(method)
+    ckpt_dir = final.parent / "checkpoints" if out else paths.checkpoint_dir(method)
+    return train(method, cfg, pairs, ckpt_dir, final, results_dir or paths.results_dir(method),
                  section(params, "train.health"), resume=resume, progress=progress,
-                 params=section(params, f"train.methods.{method}"), final_name=recipe.final_name)
-
-
-def paths(method: str) -> tuple[Path, Path]:
-    """Default ``(out_dir, results_dir)`` of ``method``: ``models/<method>``, ``results/training/<method>``."""
-    return Path("models") / method, Path("results") / "training" / method
-
-
-def trained_weights(method: str) -> Path:
-    """Where the training stage writes ``method``'s final checkpoint (the fusion methods' ``weights: trained``)."""
-    return paths(method)[0] / get_recipe(method).final_name
+                 params=section(params, f"train.methods.{method}"))

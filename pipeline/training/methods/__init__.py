@@ -1,2 +1,2 @@
-"""Training recipes, one module per learned fusion method (importing this package registers them)."""
-from pipeline.training.methods import mlfuse  # noqa: F401
+"""Training recipes, one module per learned fusion method (``<method>.py`` registers its recipe; the
+trainer imports it by name, :func:`pipeline.training.recipe.get_recipe`)."""

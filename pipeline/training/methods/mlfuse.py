@@ -7,7 +7,7 @@ stepped after every epoch, 501 epochs, the four losses below with ``loss_weights
 ``vsm_bits`` 8 quantises the VSM maps as the official 8-bit PNGs were (null: float maps); ``vsm_root``
 is the VSM stage's output; ``init`` = ``scratch`` (seeded default init) or fine-tuning from
 ``official`` / ``trained`` / a checkpoint path (:func:`pipeline.fusion.mlfuse.resolve_weights`).
-The final checkpoint keeps the official layout ``{"epoch", "model"}`` (``model_fuse.pth``).
+The final checkpoint keeps the official layout ``{"epoch", "model"}`` of ``model_fuse.pth``.
 
 Losses:
 
@@ -182,8 +182,6 @@ class MLFuseRecipe(Recipe):
     maps = ("vsm_ir",)
     loss_names = ("total", *LOSS_NAMES)
     min_crop = 15  # MLFNet's smallest input
-    final_name = "model_fuse.pth"
-    code_modules = ("pipeline.training.methods.mlfuse", "pipeline.fusion.mlfuse_net", "pipeline.fusion.mlfuse")
 
     @classmethod
     def check(cls, config, where):
