@@ -85,6 +85,7 @@ class Context:
         self.device = device
         self.amp = bool(amp) and device.startswith("cuda")
         self.channels_last = bool(channels_last)
+        self.batches_per_epoch = 1  # set by the trainer (recipes with per-update schedules read it)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.scalers: dict[str, torch.amp.GradScaler] = {}
 

@@ -137,6 +137,7 @@ def train(method: str, config: Mapping, pairs: Sequence[D.TrainPair], ckpt_dir: 
 
     recipe = build_recipe(method, cfg, device)
     ctx = recipe.ctx
+    ctx.batches_per_epoch = n_batches
 
     history: list[dict] = []
     start = 0

@@ -1,0 +1,149 @@
+"""FusionGAN training recipe (Ma et al., Information Fusion 2019; spec ``methods.md`` section 9).
+
+Networks: :mod:`pipeline.fusion.nets.fusiongan`. Per batch (``params.yaml`` ``train.methods.fusiongan``):
+
+* inputs: IR and VI crops of ``crop`` px (published 132) scaled to [−1, 1]; the generator maps them to
+  ``crop − 12`` px (120); the "labels" are the centre ``crop − 12`` crops of the same patches;
+* ``d_steps`` (published 2) discriminator updates, each with fresh noisy LSGAN targets drawn per sample
+  (labels a = U(``fake_label``) = U(0, 0.3) for fused patches, b = U(``real_label``) = U(0.7, 1.2) for
+  visible patches; the discriminator sees the visible image as "real")::
+
+      L_D = mean(D(VI_label) − b)² + mean(D(F) − a)²
+
+* one generator update (label c = U(``real_label``): the generator wants D to call F visible)::
+
+      L_G = mean(D(F) − c)² + λ·[mean(F − IR_label)² + ξ·mean(∇F − ∇VI_label)²]
+
+  with λ = ``content_weight`` (100), ξ = ``gradient_weight`` (5) and ∇ the Laplacian
+  [[0,1,0],[1,−4,1],[0,1,0]] with zero 'SAME' padding;
+* Adam (``lr_g``, ``lr_d``: both 1e-4 published; default betas), batch 32, 10 epochs, sequential
+  (unshuffled) batches: ``shuffle: false``.
+
+Logged per epoch (``losses.csv``): ``g_total``, ``g_adv``, ``g_content``, ``g_intensity``,
+``g_gradient``, ``d_total``, ``d_real``, ``d_fake`` and the health signals ``d_acc`` (fraction of
+visible patches scored above and fused patches scored below the midpoint of the two label ranges,
+over the last discriminator step) and ``g_std`` (std of the fused batch on the [0, 1] scale).
+
+Deliberate differences: the published patches are cut at stride 14 from 45 TNO pairs (not in the
+repository); here every epoch takes ``crops_per_pair`` seeded random crops per pair (the count of
+patches per image is not published; ``full`` uses 100, roughly the stride-14 count of a 360×270
+TNO image at 132 px). The discriminator's linear layer has no spectral norm (the spec lists it for
+the convolutions only). ``widths`` (the generator's channels, published 256/128/64/32) is a param so
+the demo can train a narrow generator in seconds; the exported checkpoint records it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.errors import ConfigError
+from pipeline.training.recipe import Recipe, register_recipe
+
+LAPLACIAN = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
+
+
+def laplacian(x: torch.Tensor) -> torch.Tensor:
+    """Laplacian [[0,1,0],[1,−4,1],[0,1,0]] of an N×1×H×W tensor, zero 'SAME' padding."""
+    kernel = torch.tensor(LAPLACIAN, dtype=x.dtype, device=x.device).view(1, 1, 3, 3)
+    return F.conv2d(x, kernel, padding=1)
+
+
+def centre(x: torch.Tensor, shrink: int) -> torch.Tensor:
+    """The centre crop ``shrink`` px smaller per axis."""
+    a = shrink // 2
+    return x[..., a:x.shape[-2] - (shrink - a), a:x.shape[-1] - (shrink - a)]
+
+
+def noisy(shape_like: torch.Tensor, bounds) -> torch.Tensor:
+    """Uniform targets U(lo, hi), one per sample, from the torch RNG (fresh each call)."""
+    lo, hi = float(bounds[0]), float(bounds[1])
+    return torch.rand(shape_like.shape, device=shape_like.device, dtype=shape_like.dtype) * (hi - lo) + lo
+
+
+def generator_loss(d_fake, fused, ir_label, vis_label, real_label, content_weight, gradient_weight):
+    """``(total, parts)`` of L_G (module docstring)."""
+    adv = ((d_fake - noisy(d_fake, real_label)) ** 2).mean()
+    intensity = ((fused - ir_label) ** 2).mean()
+    gradient = ((laplacian(fused) - laplacian(vis_label)) ** 2).mean()
+    content = intensity + gradient_weight * gradient
+    total = adv + content_weight * content
+    return total, {"g_adv": adv, "g_content": content, "g_intensity": intensity, "g_gradient": gradient}
+
+
+def discriminator_loss(d_real, d_fake, real_label, fake_label):
+    """``(total, real term, fake term)`` of L_D (module docstring)."""
+    real = ((d_real - noisy(d_real, real_label)) ** 2).mean()
+    fake = ((d_fake - noisy(d_fake, fake_label)) ** 2).mean()
+    return real + fake, real, fake
+
+
+@register_recipe("fusiongan")
+class FusionGANRecipe(Recipe):
+    options = ("widths", "lr_g", "lr_d", "d_steps", "content_weight", "gradient_weight", "real_label", "fake_label")
+    loss_names = ("g_total", "g_adv", "g_content", "g_intensity", "g_gradient", "d_total", "d_real", "d_fake",
+                  "d_acc", "g_std")
+    health_keys = {"accuracy": ("d_acc",), "output_std": "g_std"}
+    min_crop = 12 + 31  # labels of 31 px at least: four stride-2 VALID 3×3 convs
+
+    @classmethod
+    def check(cls, config, where):
+        for key in ("real_label", "fake_label"):
+            value = config[key]
+            if not (isinstance(value, (list, tuple)) and len(value) == 2 and value[0] <= value[1]):
+                raise ConfigError(f"{where}.{key} must be [low, high], got {value!r}")
+        if len(config["widths"]) != 4:
+            raise ConfigError(f"{where}.widths must list 4 channel counts, got {config['widths']!r}")
+        if int(config["d_steps"]) < 1:
+            raise ConfigError(f"{where}.d_steps must be at least 1, got {config['d_steps']!r}")
+
+    def build(self):
+        from pipeline.fusion.nets.fusiongan import Discriminator, Generator
+
+        c = self.config
+        self.generator = Generator(c["widths"])
+        self.shrink = self.generator.shrink
+        self.nets = {"generator": self.generator, "discriminator": Discriminator(c["crop"] - self.shrink)}
+        self.opts = {"generator": torch.optim.Adam(self.generator.parameters(), lr=float(c["lr_g"])),
+                     "discriminator": torch.optim.Adam(self.nets["discriminator"].parameters(), lr=float(c["lr_d"]))}
+        self.threshold = (np.mean(c["real_label"]) + np.mean(c["fake_label"])) / 2
+
+    def step(self, batch, index):
+        c, gen, disc = self.config, self.generator, self.nets["discriminator"]
+        ir, vis = batch["ir"] * 2 - 1, batch["vis"] * 2 - 1
+        ir_label, vis_label = centre(ir, self.shrink), centre(vis, self.shrink)
+        for _ in range(int(c["d_steps"])):
+            with torch.no_grad(), self.ctx.autocast():
+                fused = gen(ir, vis)
+            with self.ctx.autocast():
+                d_real, d_fake = disc(vis_label).float(), disc(fused).float()
+            d_total, d_real_loss, d_fake_loss = discriminator_loss(d_real, d_fake, c["real_label"], c["fake_label"])
+            self.ctx.update("discriminator", d_total)
+        with self.ctx.autocast():
+            fused = gen(ir, vis)
+            d_fake_g = disc(fused)
+        fused = fused.float()
+        g_total, parts = generator_loss(d_fake_g.float(), fused, ir_label, vis_label, c["real_label"],
+                                        float(c["content_weight"]), float(c["gradient_weight"]))
+        self.ctx.update("generator", g_total)
+        acc = ((d_real > self.threshold).float().mean() + (d_fake < self.threshold).float().mean()) / 2
+        return {"g_total": g_total.detach(), **{k: v.detach() for k, v in parts.items()},
+                "d_total": d_total.detach(), "d_real": d_real_loss.detach(), "d_fake": d_fake_loss.detach(),
+                "d_acc": acc, "g_std": ((fused.detach() + 1) / 2).std()}
+
+    def fuse(self, ir, vis):
+        """The generator in training form (batch statistics, spectral norm) on edge-padded inputs."""
+        pad = self.shrink // 2
+        x = [F.pad(t * 2 - 1, (pad,) * 4, mode="replicate") for t in (ir, vis)]
+        return ((self.generator(*x) + 1) / 2)[0, 0].float().cpu().numpy()
+
+    def to_uint8(self, raw):
+        from pipeline.fusion.trained import minmax_uint8
+
+        return minmax_uint8(raw)
+
+    def export(self, epoch):
+        from pipeline.training.checkpoints import cpu_state
+
+        return {"method": "fusiongan", "epoch": epoch, "widths": list(self.config["widths"]),
+                "model": cpu_state(self.generator)}
