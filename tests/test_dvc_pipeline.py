@@ -54,6 +54,7 @@ def tiny_params(params: dict) -> dict:
     params["orchestration"].update(task_runner="thread", batch_size=8)
     params["demo_data"].update(m3fd_pairs=10, msrs_train=6, msrs_test=3, height=96, width=128)
     train = params["train"]["methods"]["mlfuse"]
+    params["train"]["methods"] = {"mlfuse": train}   # one trained method keeps the test short
     train.pop("profiles", None)
     train.update(sets=["msrs"], splits=["train"], epochs=1, batch_size=2, crop=64, checkpoint_every=1,
                  preview_every=1, preview_count=1)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import DataError
+from pipeline.fusion.checkpoints import load_strict
 from pipeline.fusion.registry import FusionMethod, register
 
 log = logging.getLogger(__name__)
@@ -119,10 +120,7 @@ class FusionGAN(TrainedNetworkMethod):
         from pipeline.fusion.nets.fusiongan import Generator, set_test_mode
 
         net = Generator(state["widths"])
-        try:
-            net.load_state_dict(state["model"])
-        except RuntimeError as err:
-            raise DataError(f"checkpoint does not fit the FusionGAN generator: {err}", self.weights_path) from err
+        load_strict(net, state["model"], self.weights_path, "FusionGAN generator")
         bn = self.parameters["bn"]
         return set_test_mode(net, None if bn == "batch" else bn, self.parameters["spectral_norm"])
 
@@ -149,10 +147,7 @@ class DDcGAN(TrainedNetworkMethod):
         from pipeline.fusion.nets.ddcgan import Generator
 
         net = Generator(state["widths"], bool(state["double_first"]))
-        try:
-            net.load_state_dict(state["model"])
-        except RuntimeError as err:
-            raise DataError(f"checkpoint does not fit the DDcGAN generator: {err}", self.weights_path) from err
+        load_strict(net, state["model"], self.weights_path, "DDcGAN generator")
         return net
 
     def forward(self, net, ir, vis):
