@@ -131,7 +131,7 @@ class FusionMethod:
 
 def _load_builtin() -> None:
     # importing the modules registers their classes
-    from pipeline.fusion import classical, mlfuse, precomputed, published, trained  # noqa: F401
+    from pipeline.fusion import classical, mlfuse, precomputed, published, published_tf, trained  # noqa: F401
 
 
 def available_methods() -> list[str]:
