@@ -110,6 +110,12 @@ def test_dead_generator_run_is_flagged_collapsed(pairs, tmp_path, monkeypatch):
     assert any("fused training pair is constant" in r for r in health["reasons"])
     assert torch.load(final, weights_only=True)["health"]["status"] == "collapsed"
     assert get_method("fusiongan", weights=str(final), device="cpu", bn="image").health()["status"] == "collapsed"
+    from pipeline.report.training import flagged, training_blocks
+
+    runs = {"fusiongan": summary(tmp_path)}
+    table = training_blocks(runs)[1].frame
+    assert table.loc["fusiongan", "health"] == "collapsed"
+    assert "training of `fusiongan` was flagged **collapsed**" in flagged(runs)[0]
 
 
 def test_nan_loss_stops_with_a_clear_error(pairs, tmp_path):

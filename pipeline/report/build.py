@@ -26,6 +26,7 @@ from pipeline.report.figures import gain_chart
 from pipeline.report.gains import HEADLINE, BootstrapConfig, compute_gains
 from pipeline.report.load import StageResults, configured_datasets, load_results
 from pipeline.report.render import Figure, Section, Table, Text, to_html, to_markdown
+from pipeline.report.training import flagged, training_blocks, training_summaries
 from pipeline.results import versions, write_csv, write_json
 
 DEFAULTS = {"out": "results/report", "bootstrap_samples": 1000, "confidence": 0.95, "seed": 0,
@@ -178,7 +179,7 @@ def build_sections(results: StageResults, summary: dict, params: dict, config: d
     """All report sections, in reading order; ``summary`` from :func:`build_summary` (its gains,
     splits and versions), ``gain_table`` = :func:`tables.gains_frame` of its gains."""
     gains, splits = summary["gains"], summary["splits"]
-    head = _headline(gains) + _degenerate(results) + [
+    head = _headline(gains) + _degenerate(results) + flagged(training_summaries(results.root, results.methods)) + [
         f"- {where}: {text}" for where, text in splits.items()
         if isinstance(text, str) and text.startswith("WARNING")]
     sections = [Section("In short", [Text("\n".join(head) if head else
@@ -210,6 +211,8 @@ def build_sections(results: StageResults, summary: dict, params: dict, config: d
         caption, frame, directions, specs = frames["efficiency"]
         blocks.append(Table(caption, frame, directions, specs=specs))
     sections.append(Section("How big and how fast is each method?", blocks))
+    trained = training_summaries(results.root, results.methods)
+    sections.append(Section("How were the trained methods trained?", training_blocks(trained)))
     sections.append(Section("What the images look like", _example_blocks(results, params, config)))
     sections.append(Section("How these numbers were produced",
                             _provenance_blocks(splits, summary["versions"], params, config)))
