@@ -318,3 +318,27 @@ def test_stage_on_real_msrs_pairs(tmp_path, shared_data):
 
     overlay = read_image(next((tmp_path / "results/msrs/ir/overlays").glob("*.png")))
     assert overlay.shape == (480, 3 * 640 + 8, 3)
+
+
+def test_resume_key_covers_image_and_label_bytes(tmp_path):
+    """Issue #18 defect 1: an image or label replaced under the same name (and the same file size)
+    changes the training fingerprint, so a finished model is retrained instead of reused."""
+    from pipeline import fingerprint as F
+    from pipeline.segmentation.train import fingerprint
+
+    root = make_msrs(tmp_path)
+    ds = load_dataset("msrs", root / "MSRS")
+    items = [i for i in D.source_items(ds, "ir") if i.split == "train"]
+    cfg = resolve_config(TINY)
+    before = fingerprint(cfg, items, 0, 9)
+    assert fingerprint(cfg, items, 0, 9) == before
+    for path in (items[0].image, items[1].label):
+        data = bytearray(path.read_bytes())
+        size = len(data)
+        data[-20] ^= 0xFF   # same size, other bytes
+        path.write_bytes(bytes(data))
+        assert path.stat().st_size == size
+        F.clear_memo()
+        after = fingerprint(cfg, items, 0, 9)
+        assert after != before
+        before = after

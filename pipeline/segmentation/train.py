@@ -12,14 +12,12 @@ Reproducible: ``seed`` fixes the initial weights (``torch.manual_seed`` before t
 the per-epoch shuffle (a generator seeded with ``(seed, epoch)``) and the augmentation
 (``default_rng([seed, epoch, index])``); dropout uses the torch RNG whose state is checkpointed.
 Resumable: every ``checkpoint_every`` epochs ``<ckpt_dir>/last.pth`` stores model, optimiser, RNG
-state, loss history and a fingerprint (settings + training names); with ``resume=True`` a run with
+state, loss history and a content fingerprint (settings, training image and label bytes, code); with ``resume=True`` a run with
 the same fingerprint continues after it, and a finished run (``model.pth``) is not trained again.
 Files are written atomically and load with ``torch.load(..., weights_only=True)``.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -40,12 +38,16 @@ LAST_NAME = "last.pth"
 
 
 def fingerprint(cfg: Mapping, items: Sequence[SegItem], seed: int, n_classes: int) -> str:
-    """Hash of everything that changes the trained weights."""
-    block = {"model": cfg["model"], "train": {k: v for k, v in cfg["train"].items()
-                                              if k not in ("num_workers", "checkpoint_every")},
-             "seed": int(seed), "classes": n_classes,
-             "items": [(i.name, i.image.stat().st_size, i.label.stat().st_size) for i in items]}
-    return hashlib.sha256(json.dumps(block, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Key of everything that changes the trained weights (:mod:`pipeline.fingerprint`): the
+    settings, the seed, the bytes of every training image and label (an image replaced under the
+    same name retrains) and the source of the training code."""
+    from pipeline import fingerprint as F
+
+    return F.content_key(
+        model=cfg["model"], seed=int(seed), classes=n_classes,
+        train={k: v for k, v in cfg["train"].items() if k not in ("num_workers", "checkpoint_every")},
+        items=[(i.name, F.file_digest(i.image), F.file_digest(i.label)) for i in items],
+        code=F.code_digest("pipeline.segmentation.train"))
 
 
 def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
