@@ -202,6 +202,9 @@ def main_entry(flow_fn: Callable, argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     kwargs = dict(arg.split("=", 1) for arg in argv if "=" in arg)
     try:
+        from pipeline.profiles import check_file
+
+        check_file(PARAMS_FILE)  # DVC's stages match the active profile's fusion methods
         flow_fn(**kwargs)
     except FuseBenchError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,6 +1,8 @@
 """``params.yaml``: loading and profile resolution.
 
-Layout rule: ``profile: demo|full`` at the top selects a profile. Any mapping in the file may hold a
+Layout rule: ``profile: demo|shared|full`` at the top selects a profile (``demo``: generated
+data, tiny settings; ``shared``: the real pairs and published weights in ``../shared`` with small
+budgets; ``full``: your downloads, published settings). Any mapping in the file may hold a
 ``profiles:`` key with per-profile overrides; :func:`resolve` merges ``profiles[<profile>]`` into
 the mapping (recursively) and drops the ``profiles`` key. So every section keeps its own demo and
 full values next to each other, and a DVC stage that depends on ``detection`` re-runs only when
@@ -28,7 +30,7 @@ import yaml
 
 from pipeline.errors import ConfigError
 
-PROFILES = ("demo", "full")
+PROFILES = ("demo", "shared", "full")
 
 
 def deep_merge(base: dict, override: dict) -> dict:

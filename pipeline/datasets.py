@@ -384,7 +384,8 @@ def load_dataset(kind: str, root: str | Path, name: str | None = None, strict: b
     """Load a dataset of ``kind`` (``msrs``, ``m3fd``, ``pairs``, ``medical``) from ``root``.
 
     ``options`` are the loader's keyword arguments (see :mod:`pipeline.layouts`), e.g.
-    ``classes``, ``unknown_classes="skip"``, ``split={"rule": "random", "ratios": [8, 1, 1], "seed": 0}``.
+    ``classes``, ``unknown_classes="skip"``, ``split={"rule": "random", "ratios": [8, 1, 1], "seed": 0}``,
+    plus ``subset`` / ``subset_seed`` (:func:`take_subset`) for every kind.
     With ``strict=False`` problems are collected in ``dataset.problems`` instead of raised.
     """
     from pipeline import layouts
@@ -396,9 +397,33 @@ def load_dataset(kind: str, root: str | Path, name: str | None = None, strict: b
     root = Path(root)
     if not root.is_dir():
         raise DataError("dataset root folder not found", root)
+    subset, subset_seed = options.pop("subset", None), options.pop("subset_seed", 0)
     dataset = loaders[kind](root, **options)
     dataset.name = name or dataset.name
-    return finish_dataset(dataset, strict)
+    return take_subset(finish_dataset(dataset, strict), subset, subset_seed)
+
+
+def take_subset(dataset: PairDataset, subset, seed: int = 0) -> PairDataset:
+    """Keep at most ``subset`` pairs per split (an int for every split, or ``{split: count}``;
+    splits not named keep all their pairs), chosen by a seeded shuffle of each split's sorted
+    names: small real-data runs (the ``shared`` profile) with a fixed, representative choice."""
+    if subset is None:
+        return dataset
+    if isinstance(subset, bool) or not isinstance(subset, (int, dict)):
+        raise DataError(f"subset must be a count or {{split: count}}, got {subset!r}", dataset.root)
+    counts = subset if isinstance(subset, dict) else {split: subset for split in dataset.splits}
+    for split, count in counts.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise DataError(f"subset: split {split!r} needs a positive count, got {count!r}", dataset.root)
+    keep: set[str] = set()
+    for split, names in dataset.splits.items():
+        chosen = sorted(names)
+        if split in counts:
+            random.Random(f"{seed}:{split}").shuffle(chosen)
+            chosen = chosen[:counts[split]]
+        keep.update(f"{split}/{n}" for n in chosen)
+    dataset.samples = [s for s in dataset.samples if f"{s.split}/{s.name}" in keep]
+    return dataset
 
 
 def load_configured(params: dict, dataset_name: str, strict: bool = True) -> PairDataset:

@@ -173,3 +173,35 @@ def test_load_configured(tmp_path):
     ds = load_configured(params, "det")
     assert ds.name == "det" and sorted(ds.splits) == ["train", "val"]
     assert [s.boxes for s in ds.samples] == [None, None]                     # no box source at all
+
+
+def test_subset_keeps_a_seeded_choice_per_split(tmp_path):
+    names = [f"{i:02d}" for i in range(12)]
+    _m3fd_images(tmp_path, names, size=(8, 8))
+    split = {"rule": "random", "ratios": [2, 1], "seed": 0}
+    full = load_dataset("m3fd", tmp_path, split=split)
+    small = load_dataset("m3fd", tmp_path, split=split, subset={"train": 3})
+    assert len(small.split("train")) == 3 and small.split("val") == full.split("val")   # others kept
+    assert {s.name for s in small.split("train")} <= {s.name for s in full.split("train")}
+    assert [s.name for s in small.samples] == sorted(s.name for s in small.samples)
+    again = load_dataset("m3fd", tmp_path, split=split, subset={"train": 3})
+    assert again.samples == small.samples                                   # deterministic
+    other = load_dataset("m3fd", tmp_path, split=split, subset={"train": 3}, subset_seed=1)
+    assert other.samples != small.samples
+    assert len(load_dataset("m3fd", tmp_path, split=split, subset=2).samples) == 4   # every split
+    for bad in ({"train": 0}, "3", {"train": True}):
+        with pytest.raises(DataError, match="subset"):
+            load_dataset("m3fd", tmp_path, split=split, subset=bad)
+
+
+@pytest.mark.shared
+def test_shared_profile_datasets_load(repo_root, shared_data):
+    """The ``shared`` profile's datasets are the real pairs in ../shared/data, subset as configured."""
+    from pipeline.config import load_params
+
+    params = load_params(repo_root / "params.yaml", profile="shared")
+    sizes = {name: {k: len(v) for k, v in load_configured(params, name).splits.items()}
+             for name in params["datasets"]}
+    assert sizes["m3fd"] == {"train": 8, "val": 2, "test": 4}
+    assert sizes["msrs"] == {"train": 8, "test": 8}
+    assert {"roadscene", "tno", "medical"} <= set(sizes)

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     parser.add_argument("--epochs", type=int, default=1, help="epochs to time (default 1)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: the profile's)")
     parser.add_argument("--model", default=None, help="model yaml or local .pt (default: the profile's)")
-    parser.add_argument("--profile", choices=("demo", "full"), default="demo",
+    parser.add_argument("--profile", choices=("demo", "shared", "full"), default="demo",
                         help="detection settings of this params profile (default demo)")
     parser.add_argument("--params", default="params.yaml")
     parser.set_defaults(func=run)

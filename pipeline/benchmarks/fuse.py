@@ -9,7 +9,9 @@ measured in the same run (``eager_seconds_per_pair``, ``speedup``) and ``max_abs
 the fast and eager raw outputs. ``load_average`` (1 min, before/after) says how busy the machine
 was. Inputs are a seeded random pair of the given size (a pretrained network's call is timed on
 its prepared inputs from the pair quantised to 8 bits: the forward pass, as in spec methods.md §14).
-``--weights`` defaults to the copy in ``../shared/weights`` (``official`` for mlfuse).
+``--weights`` defaults to the copy in ``../shared/weights`` (``official`` for mlfuse). ``--method``
+is a registry name (``tardal``) or a ``fusion.methods`` entry of ``--profile`` (default ``shared``:
+``tardal_plus``, ``pmgi_medical``, ``mlfuse_official``), whose kind and options (weights) are used.
 """
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ def register(subparsers) -> None:
     parser.add_argument("--batch", type=int, default=1, help="pairs per call (same size); time is per pair")
     parser.add_argument("--no-eager", action="store_true", help="skip the eager reference (memory runs)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    parser.add_argument("--params", default="params.yaml", help="params file for --profile")
+    parser.add_argument("--profile", default=None,
+                        help="take --method's kind and options from this profile's fusion.methods "
+                             "(default: shared, for a name that is not a registry method)")
     parser.set_defaults(func=run)
 
 
@@ -40,6 +46,26 @@ def _timed(fn, repeat: int) -> tuple[list[float], list[float]]:
         wall.append(time.perf_counter() - w0)
         cpu.append(time.process_time() - c0)
     return wall, cpu
+
+
+def method_options(args) -> tuple[str, dict]:
+    """``(implementation, options)`` of ``--method``: a registry name, or a ``fusion.methods``
+    entry of ``--profile`` (default ``shared`` for names the registry does not know)."""
+    from pipeline.config import load_params, section
+    from pipeline.errors import ConfigError
+    from pipeline.fusion.registry import available_methods
+
+    if args.profile is None and args.method in available_methods():
+        return args.method, {}
+    profile = args.profile or "shared"
+    entries = section(load_params(args.params, profile), "fusion.methods", {}) or {}
+    if args.method not in entries:
+        if args.method in available_methods():
+            return args.method, {}
+        raise ConfigError(f"--method {args.method!r} is neither a registry method nor a fusion.methods "
+                          f"entry of profile {profile!r}", args.params)
+    options = dict(entries[args.method] or {})
+    return options.pop("kind", args.method), options
 
 
 def run(args) -> int:
@@ -59,15 +85,17 @@ def run(args) -> int:
     rng = np.random.default_rng(0)
     pairs = [(rng.random((height, width)).astype(np.float32), rng.random((height, width)).astype(np.float32))
              for _ in range(max(1, args.batch))]
-    method = get_method(args.method)
+    kind, configured = method_options(args)
+    method = get_method(args.method, kind=kind, **configured)
     network = isinstance(method, PretrainedMethod)
-    options = {}
-    if args.method == "mlfuse" or network:
-        options = {"weights": args.weights or ("official" if args.method == "mlfuse" else "shared"), "device": "cpu"}
+    mlfuse = kind == "mlfuse"
+    if mlfuse or network:
+        options = {**configured, "device": "cpu",
+                   "weights": args.weights or configured.get("weights") or ("official" if mlfuse else "shared")}
         if args.batch > 1:
             options["batch_pixels"] = args.batch * height * width
-        method = get_method(args.method, **options)
-    if args.method == "mlfuse":
+        method = get_method(args.method, kind=kind, **options)
+    if mlfuse:
         method.model  # noqa: B018  (load now: resolve_device also sets the thread count)
     inputs = pairs
     if network:
@@ -88,7 +116,7 @@ def run(args) -> int:
               "seconds_per_pair": median(wall) / n, "best_seconds_per_pair": min(wall) / n,
               "cpu_seconds_per_pair": median(cpu) / n, "peak_rss_mb": peak_rss_mb(),
               "rss_before_runs_mb": rss_start}
-    if (args.method == "mlfuse" or network) and not args.no_eager:
+    if (mlfuse or network) and not args.no_eager:
         if network:  # the eager module, NCHW, no_grad: what the official scripts run
             tensors = [torch.from_numpy(np.stack([it.arrays[s] for it in inputs])) for s in method.slots]
 

@@ -107,7 +107,7 @@ def register(subparsers) -> None:
     parser.add_argument("--dataset", choices=("demo", "msrs-real"), default="demo")
     parser.add_argument("--size", default=None, help="training crop HxW (default: the profile's crop; "
                                                      "480x640 for msrs-real)")
-    parser.add_argument("--profile", choices=("demo", "full"), default="demo")
+    parser.add_argument("--profile", choices=("demo", "shared", "full"), default="demo")
     parser.add_argument("--params", default=str(REPO / "params.yaml"))
     parser.add_argument("--root", default=None, help="MSRS-layout folder instead of the default")
     parser.add_argument("--modality", choices=("ir", "vis"), default="vis")

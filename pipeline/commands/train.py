@@ -1,4 +1,4 @@
-"""``python -m pipeline train --method NAME [--params params.yaml] [--profile demo|full] [--no-resume]``.
+"""``python -m pipeline train --method NAME [--params params.yaml] [--profile demo|shared|full] [--no-resume]``.
 
 Trains one learned fusion method with ``params.yaml`` ``train.methods.<NAME>`` (see
 :mod:`pipeline.training.trainer`): its training sets (MLFuse: with the VSM maps of the VSM stage),
@@ -15,7 +15,7 @@ def _arguments(parser, method: bool) -> None:
     if method:
         parser.add_argument("--method", required=True, help="method name (train.methods.<NAME> in params.yaml)")
     parser.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
-    parser.add_argument("--profile", default=None, choices=("demo", "full"), help="override the profile")
+    parser.add_argument("--profile", default=None, choices=("demo", "shared", "full"), help="override the profile")
     parser.add_argument("--out", default=None, help="final checkpoint (default models/trained/<method>.pth)")
     parser.add_argument("--results", default=None, help="losses/previews/summary folder (default results/training/<method>)")
     parser.add_argument("--no-resume", action="store_true", help="start from scratch, ignore checkpoints")
