@@ -2,8 +2,9 @@
 can the difference be trusted?
 
 :func:`build_report` reads every stage's results (:mod:`.load`), computes each fusion method's gains
-over infrared-only, visible-only and the best single modality with paired-bootstrap 95 % intervals
-over test images (:mod:`.gains`, :mod:`.bootstrap`), and writes ``results/report/`` (:mod:`.build`):
+over infrared-only, visible-only and the best single modality with two-level paired-bootstrap
+intervals over training seeds and test images at ``report.confidence`` (:mod:`.gains`,
+:mod:`.bootstrap`), checks that the controls come out as they must (:mod:`.sensitivity`), and writes ``results/report/`` (:mod:`.build`):
 ``summary.json`` (DVC metrics), ``gains.csv`` (DVC plot), one CSV per table, ``report.md`` and a
 self-contained ``report.html`` (:mod:`.render`, :mod:`.figures`, :mod:`.examples`).
 :mod:`.browser` opens the HTML in headless Chromium to check it renders without console errors.

@@ -1,21 +1,40 @@
-"""Paired bootstrap confidence intervals of a difference between two systems over test images.
+"""Two-level paired bootstrap intervals of a difference between two systems: seeds, then test images.
 
-The test set of ``n`` images is resampled with replacement ``B`` times (Efron & Tibshirani, *An
-Introduction to the Bootstrap*, 1993, ch. 13 and 16). Resample ``b`` is stored as a row of
-multiplicities ``W[b, i]`` = how often image ``i`` was drawn (``sum_i W[b, i] = n``), so a
-statistic of a resample is computed from weighted per-image quantities without copying data:
+A system (a fusion method's downstream detector / segmenter) is trained with ``S`` seeds and tested on
+the same ``n`` test images; ``T_s(W)`` is seed ``s``'s score on an image sample ``W``. The system's
+score is the mean over its seeds ``T = (1/S) sum_s T_s``. Its uncertainty has two sources: which
+test images were drawn, and which training runs (seeds) happened. Resample ``b`` of the **two-level
+bootstrap** (a hierarchical bootstrap, Saravanan, Berman & Sober 2020, *Neurons, Behavior, Data
+analysis, and Theory*; Davison & Hinkley 1997, section 3.8; Efron & Tibshirani, *An Introduction
+to the Bootstrap*, 1993, ch. 13 and 16) draws
 
-* a per-image mean:               ``T(W) = sum_i W_i x_i / sum_i W_i``;
-* mIoU from confusion matrices:   ``M(W) = sum_i W_i M_i``, ``IoU_c = M_cc / (sum_r M_rc + sum_k M_ck - M_cc)``,
+1. seed multiplicities ``V[b, s]`` (``S`` draws with replacement from the ``S`` seeds,
+   ``sum_s V[b, s] = S``), then
+2. image multiplicities ``W[b, i]`` (``n`` draws with replacement from the ``n`` images),
+
+and the resampled score is ``T*(b) = (1/S) sum_s V[b, s] T_s(W[b])``. Seeds and images are
+*crossed* (every seed is tested on every image), so one image draw serves all seeds of a resample.
+For a per-image mean with additive seed and image effects ``x[s, i] = a_s + c_i`` this gives
+``Var* T* = var(a)/S + var(c)/n`` (population variances): the seed term is what an image-only
+bootstrap leaves out (it overstated certainty when seeds disagree).
+
+The comparison is **paired**: method and baseline get the same ``W[b]`` (same test images) and,
+when they have the same number of seeds, the same ``V[b]`` (same seed positions; seed ``k`` of
+both was trained with the same random seed, so data order and initialisation are shared), so the
+spread of ``T*_a - T*_b`` reflects only how the *difference* varies. Systems with different seed
+counts get independent seed draws (``V`` is keyed by the count). The interval is the percentile
+interval ``[q_(1-c)/2, q_(1+c)/2]`` of the ``B`` resampled differences (resamples where a
+statistic is undefined are dropped and counted).
+
+Resamples are stored as multiplicities, so a statistic is computed from weighted per-image
+quantities without copying data:
+
+* a per-image mean:               ``T_s(W) = sum_i W_i x_si / sum_i W_i``;
+* mIoU from confusion matrices:   ``M(W) = sum_i W_i M_si``, ``IoU_c = M_cc / (sum_r M_rc + sum_k M_ck - M_cc)``,
   ``mIoU = mean_c IoU_c`` over classes with a non-empty union (:mod:`pipeline.segmentation.metrics`);
 * mAP@0.5: image ``i``'s matched detections counted ``W_i`` times (:mod:`pipeline.detection.ap`,
-  whose matching is per image, so a resample needs no re-matching).
-
-The comparison is **paired**: the same rows ``W`` are applied to both systems, so the spread of
-``T_a(W) - T_b(W)`` reflects only how the difference varies over images. When a system has several
-training seeds, ``T`` is the mean over seeds of the per-seed statistic on the same resample. The
-interval is the percentile interval ``[q_(1-c)/2, q_(1+c)/2]`` of the ``B`` resampled differences
-(resamples where a statistic is undefined are dropped and counted).
+  whose matching is per image, so a resample needs no re-matching). mAP is not a mean over
+  images, so it is recomputed from the resampled images' detections for every resample and seed.
 """
 from __future__ import annotations
 
@@ -24,7 +43,21 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-Statistic = Callable[[np.ndarray], np.ndarray]   # weights (B, n) -> values (B,)
+
+class Statistic:
+    """A system's per-seed statistic: ``per_seed(W)`` maps image weights ``(B, n)`` to ``(B, S)``;
+    calling it gives the seed mean ``(B,)`` (every seed once)."""
+
+    def __init__(self, per_seed: Callable[[np.ndarray], np.ndarray], n_seeds: int):
+        self.per_seed, self.n_seeds = per_seed, int(n_seeds)
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        return np.asarray(self.per_seed(weights), dtype=np.float64).mean(axis=1)
+
+    def resampled(self, weights: np.ndarray, seed_weights: np.ndarray) -> np.ndarray:
+        """``(1/S) sum_s V[b, s] T_s(W[b])`` for image weights ``W`` and seed weights ``V`` (B, S)."""
+        values = np.asarray(self.per_seed(weights), dtype=np.float64)
+        return (values * seed_weights).sum(axis=1) / self.n_seeds
 
 
 @dataclass(frozen=True)
@@ -38,6 +71,7 @@ class Interval:
     n_boot: int
     valid: int
     confidence: float
+    seeds: tuple[int, int] = (1, 1)       # seeds of system a and system b
 
     @property
     def excludes_zero(self) -> bool:
@@ -58,26 +92,36 @@ def resample_weights(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
     return np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n)
 
 
+def seed_weights(n_seeds: int, n_boot: int, seed: int = 0) -> np.ndarray:
+    """``(n_boot, n_seeds)`` multiplicities of the seed level; a separate stream from the images'
+    (``default_rng([seed, 1, n_seeds])``), the same for every system with ``n_seeds`` seeds (paired).
+    One seed: every resample keeps it (the seed term is then absent: say so, do not claim it)."""
+    if n_seeds == 1:
+        return np.ones((n_boot, 1), dtype=np.int64)
+    rng = np.random.default_rng([seed, 1, n_seeds])
+    draws = rng.integers(0, n_seeds, size=(n_boot, n_seeds)) + n_seeds * np.arange(n_boot)[:, None]
+    return np.bincount(draws.ravel(), minlength=n_boot * n_seeds).reshape(n_boot, n_seeds)
+
+
 def full_weights(n: int) -> np.ndarray:
     """The weights of the original sample (every image once), shape ``(1, n)``."""
     return np.ones((1, n), dtype=np.int64)
 
 
 def mean_statistic(values: Sequence[float] | np.ndarray) -> Statistic:
-    """``T(W) = sum_i W_i x_i / sum_i W_i`` for per-image values ``x`` (``n`` or seeds × ``n``,
-    seeds averaged)."""
+    """``T_s(W) = sum_i W_i x_si / sum_i W_i`` for per-image values ``x`` (``n`` or seeds × ``n``)."""
     x = np.atleast_2d(np.asarray(values, dtype=np.float64))
 
     def stat(weights: np.ndarray) -> np.ndarray:
         w = np.asarray(weights, dtype=np.float64)
-        return (w @ x.T / w.sum(axis=1, keepdims=True)).mean(axis=1)
+        return w @ x.T / w.sum(axis=1, keepdims=True)
 
-    return stat
+    return Statistic(stat, len(x))
 
 
 def miou_statistic(confusions: np.ndarray, skip_classes: Sequence[int] = ()) -> Statistic:
-    """mIoU of the weighted sum of per-image confusion matrices ``(seeds, n, C, C)`` (or
-    ``(n, C, C)``), averaged over seeds; IoU and its mean (absent classes skipped) from
+    """Per-seed mIoU of the weighted sum of per-image confusion matrices ``(seeds, n, C, C)`` (or
+    ``(n, C, C)``); IoU and its mean (absent classes skipped) from
     :mod:`pipeline.segmentation.metrics`; ``skip_classes`` (e.g. ``[0]``, background) left out."""
     from pipeline.segmentation.metrics import iou_per_class, mean_iou
 
@@ -87,14 +131,14 @@ def miou_statistic(confusions: np.ndarray, skip_classes: Sequence[int] = ()) -> 
     def stat(weights: np.ndarray) -> np.ndarray:
         total = np.einsum("bn,snij->bsij", np.asarray(weights, dtype=np.float64), conf)
         values = [[mean_iou(iou_per_class(m), skip_classes) for m in per_seed] for per_seed in total]
-        return np.asarray(values, dtype=np.float64).mean(axis=1)
+        return np.asarray(values, dtype=np.float64)
 
-    return stat
+    return Statistic(stat, len(conf))
 
 
 def map50_statistic(tables: Sequence) -> Statistic:
-    """mAP@0.5 of weighted images from matched detections (one
-    :class:`pipeline.detection.ap.MatchTable` per seed, matched at IoU 0.5), seeds averaged.
+    """Per-seed mAP@0.5 of weighted images from matched detections (one
+    :class:`pipeline.detection.ap.MatchTable` per seed, matched at IoU 0.5).
 
     Equal to ``table.evaluate(np.repeat(arange(n), W)).map50``: a resample repeats whole images,
     and repeated copies of a detection have the same score, so they sit next to each other in the
@@ -137,9 +181,9 @@ def map50_statistic(tables: Sequence) -> Statistic:
 
     def stat(weights: np.ndarray) -> np.ndarray:
         rows = np.asarray(weights, dtype=np.int64)
-        return np.array([np.mean([one(row, *p) for p in prepared]) for row in rows])
+        return np.array([[one(row, *p) for p in prepared] for row in rows], dtype=np.float64)
 
-    return stat
+    return Statistic(stat, len(prepared))
 
 
 def percentile_interval(differences: np.ndarray, confidence: float = 0.95) -> tuple[float, float, int]:
@@ -154,19 +198,37 @@ def percentile_interval(differences: np.ndarray, confidence: float = 0.95) -> tu
 
 
 def difference_interval(values_a: np.ndarray, values_b: np.ndarray, full_a: float, full_b: float,
-                        confidence: float = 0.95) -> Interval:
+                        confidence: float = 0.95, seeds: tuple[int, int] = (1, 1)) -> Interval:
     """Interval of ``a - b`` from the two systems' statistics on the **same** resamples."""
     diff = np.asarray(values_a, dtype=np.float64) - np.asarray(values_b, dtype=np.float64)
     low, high, valid = percentile_interval(diff, confidence)
-    return Interval(float(full_a - full_b), low, high, -1, len(diff), valid, confidence)
+    return Interval(float(full_a - full_b), low, high, -1, len(diff), valid, confidence, tuple(seeds))
+
+
+class Resamples:
+    """The image draws of one comparison set (``n`` images) and its seed draws per seed count."""
+
+    def __init__(self, n: int, n_boot: int = 1000, seed: int = 0):
+        self.n, self.n_boot, self.seed = n, n_boot, seed
+        self.images = resample_weights(n, n_boot, seed)
+        self._seeds: dict[int, np.ndarray] = {}
+
+    def seeds(self, n_seeds: int) -> np.ndarray:
+        if n_seeds not in self._seeds:
+            self._seeds[n_seeds] = seed_weights(n_seeds, self.n_boot, self.seed)
+        return self._seeds[n_seeds]
+
+    def values(self, stat: Statistic) -> tuple[np.ndarray, float]:
+        """``(B resampled values, full-sample value)`` of a system."""
+        return stat.resampled(self.images, self.seeds(stat.n_seeds)), float(stat(full_weights(self.n))[0])
 
 
 def paired_bootstrap(stat_a: Statistic, stat_b: Statistic, n: int, n_boot: int = 1000, seed: int = 0,
                      confidence: float = 0.95) -> Interval:
-    """Paired bootstrap interval of ``T_a - T_b`` over ``n`` images (see module docstring)."""
-    weights = resample_weights(n, n_boot, seed)
-    ones = full_weights(n)
-    interval = difference_interval(stat_a(weights), stat_b(weights), float(stat_a(ones)[0]),
-                                   float(stat_b(ones)[0]), confidence)
-    return Interval(interval.estimate, interval.low, interval.high, n, n_boot, interval.valid, confidence)
-
+    """Two-level paired bootstrap interval of ``T_a - T_b`` over seeds and ``n`` images (module
+    docstring)."""
+    draws = Resamples(n, n_boot, seed)
+    (boot_a, full_a), (boot_b, full_b) = draws.values(stat_a), draws.values(stat_b)
+    interval = difference_interval(boot_a, boot_b, full_a, full_b, confidence, (stat_a.n_seeds, stat_b.n_seeds))
+    return Interval(interval.estimate, interval.low, interval.high, n, n_boot, interval.valid, confidence,
+                    interval.seeds)

@@ -23,13 +23,13 @@ from pipeline.imageio import write_bytes, write_text
 from pipeline.report import tables as T
 from pipeline.report.examples import dataset_examples
 from pipeline.report.figures import gain_chart
-from pipeline.report.gains import HEADLINE, BootstrapConfig, compute_gains
+from pipeline.report.gains import HEADLINE, BootstrapConfig, compute_gains_and_check
 from pipeline.report.load import StageResults, configured_datasets, load_results
 from pipeline.report.render import Figure, Section, Table, Text, to_html, to_markdown
 from pipeline.report.training import flagged, training_blocks, training_summaries
 from pipeline.results import versions, write_csv, write_json
 
-DEFAULTS = {"out": "results/report", "bootstrap_samples": 1000, "confidence": 0.95, "seed": 0,
+DEFAULTS = {"out": "results/report", "bootstrap_samples": 1000, "confidence": 0.95, "seed": 0, "min_seeds": 3,
             "example_scenes": 3, "score_threshold": 0.25, "panel_width": 320, "fused_dir": "data/fused"}
 UNITS = ("AP and IoU values are fractions in [0, 1] (0.746 means 74.6 %); gains are differences of "
          "those fractions (+0.010 = one point).")
@@ -43,6 +43,16 @@ TITLE = "FuseBench report: does image fusion help detection and segmentation?"
 def report_config(params: dict) -> dict:
     """``params.report`` over the defaults (bootstrap samples, seed, example scenes...)."""
     return {**DEFAULTS, **(section(params, "report") or {})}
+
+
+def level(config: dict) -> str:
+    """The configured interval level as text: 0.95 -> "95 %", 0.975 -> "97.5 %"."""
+    return f"{100 * float(config['confidence']):g} %"
+
+
+def bootstrap_config(config: dict) -> BootstrapConfig:
+    return BootstrapConfig(int(config["bootstrap_samples"]), int(config["seed"]), float(config["confidence"]),
+                           int(config["min_seeds"]))
 
 
 def _task_summary(rows: dict[str, dict], keys: tuple[str, ...]) -> dict:
@@ -84,25 +94,30 @@ def _efficiency_summary(results: StageResults, params: dict) -> dict:
     return out
 
 
-def build_summary(results: StageResults, gains: dict, params: dict, config: dict) -> dict:
-    """``summary.json``: fusion_metrics, detection, segmentation, efficiency, gains, params, versions
-    (plus units, directions, missing, splits, bootstrap settings)."""
+def build_summary(results: StageResults, gains: dict, params: dict, config: dict,
+                  sensitivity: dict | None = None) -> dict:
+    """``summary.json``: sensitivity (the controls' check, :mod:`.sensitivity`), fusion_metrics,
+    detection, segmentation, efficiency, gains, params, versions (plus units, directions, missing,
+    splits, bootstrap settings, controls, methods on disk but not configured)."""
     return {
+        "sensitivity": sensitivity or {},
+        "controls": results.controls,
+        "not_configured": results.ignored,
         "units": UNITS,
         "directions": {**results.directions, **TASK_DIRECTIONS},
         "fusion_metrics": results.fusion_metrics,
         "detection": {d: _task_summary(rows, ("mAP50", "mAP50_95", "AP50", "seeds", "precision", "recall",
-                                              "mAP50_std", "n_test_images"))
+                                              "mAP50_std", "mAP50_per_seed", "n_test_images"))
                       for d, rows in results.detection.items()},
         "segmentation": {d: _task_summary(rows, ("mIoU", "mIoU_no_bg", "IoU", "seeds", "pixel_accuracy",
-                                                 "mIoU_std", "n_test_images"))
+                                                 "mIoU_std", "mIoU_per_seed", "n_test_images"))
                          for d, rows in results.segmentation.items()},
         "efficiency": _efficiency_summary(results, params),
         "gains": gains,
         "bootstrap": {"samples": int(config["bootstrap_samples"]), "seed": int(config["seed"]),
-                      "confidence": float(config["confidence"]), "method": "paired percentile bootstrap "
-                      "over test images; seeds averaged in every resample; ci95 is the interval of "
-                      "vs_best_single"},
+                      "confidence": float(config["confidence"]), "min_seeds": int(config["min_seeds"]),
+                      "method": "two-level paired percentile bootstrap: training seeds, then test images "
+                      "(docs/verdicts.md); ci95 is the interval of vs_best_single at `confidence`"},
         "missing": results.missing,
         "splits": _splits(results),
         "params": params,
@@ -116,13 +131,14 @@ def _missing_text(what: str, state) -> str | None:
     return None
 
 
-def _headline(gains: dict) -> list[str]:
+def _headline(gains: dict, config: dict) -> list[str]:
     """One line per task and dataset: the fusion method(s) with the largest gain over the best
-    single modality, with the interval and its plain-words verdict."""
+    single modality (controls are never ranked), with the interval and its plain-words verdict."""
     lines = []
     for task, per_dataset in gains.items():
         for dataset, per_method in per_dataset.items():
-            ranked = [(g["vs_best_single"], m) for m, g in per_method.items() if g["vs_best_single"] is not None]
+            ranked = [(g["vs_best_single"], m) for m, g in per_method.items()
+                      if g["vs_best_single"] is not None and not g.get("control")]
             if not ranked:
                 continue
             gain, method = max(ranked)
@@ -131,10 +147,26 @@ def _headline(gains: dict) -> list[str]:
             who = (f"best fusion method `{method}`" if len(tied) == 1 else
                    "best fusion methods (tied) " + ", ".join(f"`{m}`" for m in tied))
             ci = g.get("ci95")
-            interval = f" (95 % interval {ci[0]:+.3f} to {ci[1]:+.3f})" if ci and None not in ci else ""
+            interval = (f" ({level(config)} interval {ci[0]:+.3f} to {ci[1]:+.3f})"
+                        if ci and None not in ci else "")
             lines.append(f"- {task} on {dataset} ({g['metric']}): {who} with {g['value']:.3f}, "
                          f"{gain:+.3f} over the best single modality (`{g['best_single']}`){interval}: "
                          f"{T.verdict(g)}.")
+    return lines
+
+
+def _sensitivity_lines(check: dict) -> list[str]:
+    """The sensitivity check first (:mod:`.sensitivity`): its status and each control's result."""
+    if not check:
+        return []
+    lines = [f"- **Sensitivity check {check['status']}**: {check['message']}"]
+    for c in check.get("checks", []):
+        gain = c.get("vs_best_single")
+        ci = c.get("interval") or [None, None]
+        numbers = (f" {gain:+.3f} ({ci[0]:+.3f} to {ci[1]:+.3f})" if gain is not None and None not in ci else "")
+        lines.append(f"  - {c['role']} control `{c['control']}` on {c['task']}/{c['dataset']}:{numbers} -> "
+                     f"{c['verdict']} ({c['reason']}); expected {c['expected']}: "
+                     f"{'ok' if c['passed'] else 'NOT MET'}.")
     return lines
 
 
@@ -150,27 +182,37 @@ def _degenerate(results: StageResults) -> list[str]:
     return lines
 
 
-def _gain_sections(gains: dict, gain_table) -> list:
+def _gain_sections(gains: dict, gain_table, config: dict) -> list:
     blocks: list = [Text("Each fusion method's detection and segmentation result minus the result of "
                          "the same detector / segmenter trained on infrared only, on visible only, and on "
-                         "the better of the two. The interval is a 95 % paired bootstrap interval over test "
-                         "images: if it contains 0, the difference may be chance. " + UNITS)]
+                         f"the better of the two. The interval is a {level(config)} two-level paired "
+                         "bootstrap interval over training seeds and test images (docs/verdicts.md): a "
+                         "verdict says better/worse only when it excludes 0 and both rows have at least "
+                         f"{config['min_seeds']} seeds; otherwise it is inconclusive, with the reason. "
+                         "Controls are listed last and never ranked. " + UNITS)]
     if gain_table.empty:
         return blocks + [Text("No gains yet: they need detection or segmentation results for the fusion "
                               "methods and for both single-modality rows.")]
-    columns = ["task", "dataset", "value", "vs_ir", "vs_vis", "best_single", "vs_best_single", "ci95_low",
-               "ci95_high", "verdict"] + (["note"] if gain_table["note"].astype(bool).any() else [])
-    shown = gain_table.set_index("method")[columns]
+    columns = ["task", "dataset", "role", "value", "seeds", "per_seed", "vs_ir", "vs_vis", "best_single",
+               "vs_best_single", "ci95_low", "ci95_high", "verdict"] + (
+                   ["note"] if gain_table["note"].astype(bool).any() else [])
+    shown = gain_table.set_index("method")[columns].rename(columns={
+        "ci95_low": f"{level(config)} low", "ci95_high": f"{level(config)} high", "per_seed": "per seed"})
+    shown = shown.assign(seeds=shown["seeds"].map(lambda v: "n/a" if v != v or v is None else f"{int(v)}"),
+                         **{"per seed": shown["per seed"].fillna("n/a")})
     shown = shown.assign(value=shown["value"].map("{:.3f}".format),
                          **{c: shown[c].map(lambda v: "n/a" if v != v or v is None else f"{v:+.3f}")
-                            for c in ("vs_ir", "vs_vis", "vs_best_single", "ci95_low", "ci95_high")})
+                            for c in ("vs_ir", "vs_vis", "vs_best_single", f"{level(config)} low",
+                                      f"{level(config)} high")})
     blocks.append(Table("Gains of each fusion method (headline metric)", shown, raw=True))
     for task, per_dataset in gains.items():
         for dataset in per_dataset:
             rows = gain_table[(gain_table["task"] == task) & (gain_table["dataset"] == dataset)]
             if len(rows):
-                blocks.append(Figure(f"gains_{task}_{dataset}.png", f"Gains in {task} on {dataset} with 95 % intervals",
-                                     gain_chart(rows, f"{task} on {dataset}: gain in {rows['metric'].iloc[0]}")))
+                blocks.append(Figure(f"gains_{task}_{dataset}.png",
+                                     f"Gains in {task} on {dataset} with {level(config)} intervals",
+                                     gain_chart(rows, f"{task} on {dataset}: gain in {rows['metric'].iloc[0]}",
+                                                level(config))))
     return blocks
 
 
@@ -179,15 +221,18 @@ def build_sections(results: StageResults, summary: dict, params: dict, config: d
     """All report sections, in reading order; ``summary`` from :func:`build_summary` (its gains,
     splits and versions), ``gain_table`` = :func:`tables.gains_frame` of its gains."""
     gains, splits = summary["gains"], summary["splits"]
-    head = _headline(gains) + _degenerate(results) + flagged(training_summaries(results.root, results.methods)) + [
+    head = _sensitivity_lines(summary.get("sensitivity") or {}) + _headline(gains, config) + _degenerate(results) + flagged(training_summaries(results.root, results.methods)) + [
         f"- {where}: {text}" for where, text in splits.items()
         if isinstance(text, str) and text.startswith("WARNING")]
+    if results.ignored:
+        head.append("- Not reported (results on disk, but not in fusion.methods): "
+                    + ", ".join(f"`{m}`" for m in results.ignored) + ".")
     sections = [Section("In short", [Text("\n".join(head) if head else
                                           "No downstream gains are available yet (see below for what is missing)."),
                                      Text(UNITS + " ↑ means higher is better, ↓ lower is better; the best value "
                                           "in each column is in bold. `missing` means the stage has not "
                                           "produced that result (it is never shown as zero).")]),
-                Section("How much does fusion help the downstream tasks?", _gain_sections(gains, gain_table))]
+                Section("How much does fusion help the downstream tasks?", _gain_sections(gains, gain_table, config))]
     for task, what in (("detection", "Object detection: average precision per class"),
                        ("segmentation", "Semantic segmentation: IoU per class")):
         blocks: list = []
@@ -206,7 +251,8 @@ def build_sections(results: StageResults, summary: dict, params: dict, config: d
     sections.append(Section("How good do the fused images look? (fusion metrics)", blocks))
     blocks = [Text(_missing_text("Fusion timing", results.missing.get("efficiency")) or
                    "Model size, compute and measured speed of each fusion method (0 GFLOPs for methods "
-                   "that are not networks). Times were measured on this machine and may be noisy.")]
+                   "that are not networks; n/a for precomputed methods, whose images were made elsewhere). "
+                   "Times were measured on this machine and may be noisy.")]
     if "efficiency" in frames:
         caption, frame, directions, specs = frames["efficiency"]
         blocks.append(Table(caption, frame, directions, specs=specs))
@@ -240,9 +286,9 @@ def _provenance_blocks(splits: dict, package_versions: dict, params: dict, confi
     split_text = ("\n".join(f"- {key}: {_counts(value)}" for key, value in splits.items()) if splits
                   else "- the stages recorded no split in their results")
     version_frame = pd.DataFrame({"version": package_versions}).rename_axis("package")
-    return [Text(f"Profile `{params.get('profile', 'n/a')}`. Bootstrap: {config['bootstrap_samples']} paired "
-                 f"resamples of the test images, seed {config['seed']}, {config['confidence']:.0%} percentile "
-                 "intervals; seeds averaged in every resample."),
+    return [Text(f"Profile `{params.get('profile', 'n/a')}`. Bootstrap: {config['bootstrap_samples']} two-level "
+                 f"paired resamples (training seeds, then test images), seed {config['seed']}, {level(config)} "
+                 f"percentile intervals; a verdict needs >= {config['min_seeds']} seeds (docs/verdicts.md)."),
             Text("Splits used by the stages (images per split):"), Text(split_text),
             Text("Parameters (params.yaml, active profile resolved):"),
             Text("```\n" + yaml.safe_dump(params, sort_keys=False, allow_unicode=True) + "```"),
@@ -251,7 +297,8 @@ def _provenance_blocks(splits: dict, package_versions: dict, params: dict, confi
 
 def _frames(results: StageResults, params: dict) -> dict[str, tuple[str, object, dict, dict]]:
     frames = {}
-    up = lambda f: {c: "up" for c in f.columns if c not in ("status", "seeds")}  # noqa: E731
+    up = lambda f: {c: "up" for c in f.columns  # noqa: E731
+                    if c not in ("status", "seeds") and not c.endswith((" std", " per seed"))}
     for dataset in sorted(set(results.fusion_metrics) | set(configured_datasets(params))):
         if dataset in results.fusion_metrics:
             frame = T.fusion_table(results, dataset)
@@ -263,7 +310,9 @@ def _frames(results: StageResults, params: dict) -> dict[str, tuple[str, object,
             caption = (f"Detection on {dataset}: AP@0.5 per class, mAP@0.5 and mAP@0.5:0.95 (mean over seeds)"
                        if task == "detection" else
                        f"Segmentation on {dataset}: IoU per class, mIoU with and without background (mean over seeds)")
-            frames[f"{task}_{dataset}"] = (caption, frame, up(frame), {"seeds": "int"})
+            caption += "; seed spread: std over seeds and the per-seed values"
+            frames[f"{task}_{dataset}"] = (caption, frame, up(frame),
+                                           {"seeds": "int", **{c: "str" for c in frame.columns if c.endswith(" per seed")}})
     if results.efficiency:
         frame = T.efficiency_table(results)
         frames["efficiency"] = ("Size, compute and speed of each fusion method, and its weights "
@@ -305,12 +354,12 @@ def build_report(params: dict | None = None, root: str | Path = ".", out: str | 
     log(f"loading stage results under {root / 'results'}")
     results = load_results(root, params)
     log(f"bootstrapping gains ({config['bootstrap_samples']} resamples)")
-    gains = compute_gains(results, BootstrapConfig(int(config["bootstrap_samples"]), int(config["seed"]),
-                                                   float(config["confidence"])), progress=log)
+    gains, sensitivity = compute_gains_and_check(results, bootstrap_config(config), progress=log,
+                                                 roles=results.controls)
     frames = _frames(results, params)
     gain_table = T.gains_frame(gains)
     _write_csvs(out, frames, gain_table)
-    summary = build_summary(results, gains, params, config)
+    summary = build_summary(results, gains, params, config, sensitivity)
     log("drawing figures and writing report.md / report.html")
     sections = build_sections(results, summary, params, config, frames, gain_table)
     figures_dir = out / "figures"

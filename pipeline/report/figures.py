@@ -38,11 +38,13 @@ def _encode(fig, fmt: str = "png") -> bytes:
     return buffer.getvalue()
 
 
-def gain_chart(frame: pd.DataFrame, title: str) -> bytes:
+def gain_chart(frame: pd.DataFrame, title: str, level: str = "95 %") -> bytes:
     """Horizontal grouped bars of one task/dataset's gains (rows of :func:`tables.gains_frame`),
-    each with its 95 % interval as an error bar; the zero line marks "no change"."""
+    each with its ``level`` interval (e.g. "95 %") as an error bar; the zero line marks "no change";
+    controls are labelled as such."""
     plt = _pyplot()
-    methods = list(frame["method"])
+    roles = frame["role"] if "role" in frame else pd.Series(["method"] * len(frame), index=frame.index)
+    methods = [m if r == "method" else f"{m} ({r})" for m, r in zip(frame["method"], roles)]
     keys = [k for k in LABELS if frame[k].notna().any()]
     height = 0.8 / max(len(keys), 1)
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.55 * len(methods) * max(len(keys), 1) / 2), dpi=100)
@@ -60,7 +62,7 @@ def gain_chart(frame: pd.DataFrame, title: str) -> bytes:
     ax.set_yticks(np.arange(len(methods)), methods)
     ax.invert_yaxis()
     metric = frame["metric"].iloc[0]
-    ax.set_xlabel(f"gain in {metric} (fraction; 0.01 = 1 point), bars: 95 % bootstrap interval")
+    ax.set_xlabel(f"gain in {metric} (fraction; 0.01 = 1 point), bars: {level} bootstrap interval")
     ax.set_title(title)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)

@@ -5,15 +5,21 @@ For a task's headline metric (detection: mAP@0.5, segmentation: mIoU; fractions 
 * ``vs_ir = T(method) - T(ir)``, ``vs_vis = T(method) - T(vis)``,
   ``vs_best_single = T(method) - max(T(ir), T(vis))`` where ``T`` is the value the task stage
   reported (mean over seeds) — so every gain is exactly the difference of two table rows;
-* the 95 % interval of each gain comes from a paired bootstrap over the test images
-  (:mod:`pipeline.report.bootstrap`): segmentation resamples the per-image confusion matrices and
-  recomputes mIoU; detection resamples the per-image prediction records and recomputes mAP@0.5
-  with :mod:`pipeline.detection.ap`. Seeds are averaged inside every resample. The best single
-  modality is fixed from the full test set (the same baseline row as ``vs_best_single``).
-  ``ci95`` is the interval of ``vs_best_single`` (also as scalars ``ci95_low``/``ci95_high`` for
+* the interval (level ``report.confidence``) of each gain comes from a two-level paired bootstrap
+  over training seeds and test images (:mod:`pipeline.report.bootstrap`, docs/verdicts.md):
+  segmentation resamples the per-seed per-image confusion matrices and recomputes mIoU; detection
+  resamples the per-seed per-image prediction records and recomputes mAP@0.5 with
+  :mod:`pipeline.detection.ap`. The best single modality is fixed from the full test set (the
+  same baseline row as ``vs_best_single``). ``ci95`` (the key name is historical: its level is
+  ``confidence``) is the interval of ``vs_best_single`` (also as scalars ``ci95_low``/``ci95_high`` for
   ``dvc metrics diff``, which skips lists); ``ci95_vs_ir`` / ``ci95_vs_vis`` the other two.
   ``recomputed`` holds the full-sample gains from the per-image files (equal to the reported ones
   up to the stage's own averaging), so a reader can check the two agree.
+* ``verdict`` / ``verdict_reason`` (:func:`verdict`): "better" / "worse" only when the interval
+  excludes 0 **and** both systems have at least ``report.min_seeds`` seeds; else "inconclusive"
+  with the reason ("1 seed", "interval includes 0", "sensitivity check failed").
+  ``seeds_used`` = the seed counts of the method and of its best single modality;
+  ``per_seed`` = the method's per-seed full-test-set values.
 """
 from __future__ import annotations
 
@@ -25,8 +31,8 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.errors import DataError
-from pipeline.report.bootstrap import (Statistic, difference_interval, full_weights, map50_statistic,
-                                       miou_statistic, resample_weights)
+from pipeline.report.bootstrap import (Resamples, Statistic, difference_interval, full_weights,
+                                       map50_statistic, miou_statistic)
 from pipeline.report.load import REFERENCE_METHODS, StageResults, load_confusions, read_json_file
 
 HEADLINE = {"detection": "mAP50", "segmentation": "mIoU"}
@@ -38,6 +44,26 @@ class BootstrapConfig:
     samples: int = 1000
     seed: int = 0
     confidence: float = 0.95
+    min_seeds: int = 3
+
+
+def verdict(low: float | None, high: float | None, seeds: int | None, min_seeds: int,
+            sensitivity_ok: bool = True) -> tuple[str, str]:
+    """``(verdict, reason)`` of a gain interval: ``better`` / ``worse`` when it excludes 0 and
+    ``seeds`` (the smaller seed count of the two systems) >= ``min_seeds``, else ``inconclusive``
+    with every reason that applies; ``no interval`` when there is none."""
+    if low is None or high is None or low != low or high != high:
+        return "no interval", "per-image results missing"
+    reasons = []
+    if not sensitivity_ok:
+        reasons.append("sensitivity check failed")
+    if seeds is not None and seeds < min_seeds:
+        reasons.append(f"{seeds} seed{'s' if seeds != 1 else ''} (fewer than {min_seeds})")
+    if low <= 0 <= high:
+        reasons.append("interval includes 0")
+    if reasons:
+        return "inconclusive", "; ".join(reasons)
+    return ("better" if low > 0 else "worse"), f"interval excludes 0 with {seeds} seeds"
 
 
 @dataclass
@@ -66,7 +92,7 @@ def _segmentation_data(method_dir: Path) -> PerImage | None:
         if other != names:
             raise DataError("per-seed confusion files list different images", path)
     matrices = np.concatenate([m for _, m in loaded], axis=0)      # seeds × N × C × C
-    return PerImage(names, lambda pos: miou_statistic(matrices[:, pos]))
+    return PerImage(names, lambda pos: miou_statistic(matrices[:, pos]))  # seeds × images
 
 
 def prediction_records(path: Path) -> list[dict]:
@@ -152,13 +178,14 @@ def _add_intervals(task, rows, out, best, config) -> None:
         for entry in out.values():
             entry["ci_note"] = note
         return
-    weights = resample_weights(len(common), config.samples, config.seed)
-    ones = full_weights(len(common))
-    boot, full = {}, {}
+    draws = Resamples(len(common), config.samples, config.seed)
+    boot, full, seeds, per_seed = {}, {}, {}, {}
     for name, item in tqdm(data.items(), desc=f"bootstrap {task}", unit="system", leave=False):
         index = {n: i for i, n in enumerate(item.names)}
         stat = item.make_stat([index[n] for n in common])
-        boot[name], full[name] = stat(weights), float(stat(ones)[0])
+        boot[name], full[name] = draws.values(stat)
+        seeds[name] = stat.n_seeds
+        per_seed[name] = [float(v) for v in stat.per_seed(full_weights(len(common)))[0]]
     every = set().union(*(d.names for d in data.values()))
     for method, entry in out.items():
         entry["n_images"] = len(common)
@@ -173,21 +200,37 @@ def _add_intervals(task, rows, out, best, config) -> None:
             if base not in data:
                 continue
             interval = difference_interval(boot[method], boot[base], full[method], full[base],
-                                           config.confidence)
+                                           config.confidence, (seeds[method], seeds[base]))
             recomputed[key] = interval.estimate
             entry["ci95" if key == "vs_best_single" else f"ci95_{key}"] = interval.as_list()
             if key == "vs_best_single":                 # scalars too: `dvc metrics diff` skips lists
-                entry.update(ci95_low=interval.low, ci95_high=interval.high, ci_valid_resamples=interval.valid)
+                entry.update(ci95_low=interval.low, ci95_high=interval.high, ci_valid_resamples=interval.valid,
+                             seeds_used=[seeds[method], seeds[base]])
         entry["recomputed"] = recomputed
+        entry["per_seed"] = per_seed[method]
 
 
 def compute_gains(results: StageResults, config: BootstrapConfig = BootstrapConfig(),
-                  progress: Callable[[str], None] | None = None) -> dict:
-    """``{task: {dataset: {method: {...}}}}`` for every task and dataset with results."""
+                  progress: Callable[[str], None] | None = None, roles: dict[str, str] | None = None) -> dict:
+    """``{task: {dataset: {method: {...}}}}`` for every task and dataset with results, with
+    verdicts (:mod:`pipeline.report.sensitivity`; ``roles``: the control methods). The
+    sensitivity check itself: :func:`compute_gains_and_check`."""
+    return compute_gains_and_check(results, config, progress, roles)[0]
+
+
+def compute_gains_and_check(results: StageResults, config: BootstrapConfig = BootstrapConfig(),
+                            progress: Callable[[str], None] | None = None,
+                            roles: dict[str, str] | None = None) -> tuple[dict, dict]:
+    """``(gains, sensitivity check)``; see :func:`compute_gains`."""
+    from pipeline.report.sensitivity import apply_verdicts, sensitivity_check
+
     gains: dict[str, dict] = {}
     for task in HEADLINE:
         for dataset, rows in results.task(task).items():
             if progress is not None:
                 progress(f"{task}/{dataset}")
             gains.setdefault(task, {})[dataset] = dataset_gains(task, rows, config)
-    return gains
+    roles = dict(roles or {})
+    check = sensitivity_check(gains, roles, config)
+    apply_verdicts(gains, roles, check, config)
+    return gains, check

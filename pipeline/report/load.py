@@ -50,6 +50,9 @@ class StageResults:
     segmentation: dict[str, dict[str, dict]] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)   # "<stage>/<dataset>/<method>" -> block
     missing: dict[str, Any] = field(default_factory=dict)
+    controls: dict[str, str] = field(default_factory=dict)     # control method -> positive | negative
+    precomputed: set[str] = field(default_factory=set)         # methods of kind precomputed
+    ignored: list[str] = field(default_factory=list)           # on disk but not in fusion.methods
 
     def task(self, name: str) -> dict[str, dict[str, dict]]:
         return {"detection": self.detection, "segmentation": self.segmentation}[name]
@@ -63,11 +66,27 @@ def read_json_file(path: Path) -> Any:
         raise DataError(f"cannot read result file ({err})", path) from err
 
 
+def configured_methods(params: dict) -> dict[str, dict]:
+    """``params.fusion.methods`` as ``{name: options}`` (file order)."""
+    return {str(k): dict(v or {}) for k, v in (((params.get("fusion") or {}).get("methods")) or {}).items()}
+
+
+def control_roles(params: dict) -> dict[str, str]:
+    """``{method: positive | negative}`` for the configured controls (registry kind ``control``,
+    :mod:`pipeline.fusion.controls`)."""
+    from pipeline.fusion.controls import CONTROL_ROLES
+
+    return {name: CONTROL_ROLES[opts.get("kind") or name] for name, opts in configured_methods(params).items()
+            if (opts.get("kind") or name) in CONTROL_ROLES}
+
+
 def method_order(params: dict, found: set[str] | list[str] = ()) -> list[str]:
-    """``ir``, ``vis``, then ``params.fusion.methods`` in file order, then methods only found on disk."""
-    configured = list(((params.get("fusion") or {}).get("methods") or {}).keys())
+    """``ir``, ``vis``, then the real methods of ``params.fusion.methods`` in file order, then the
+    controls. Methods only found on disk are listed only when nothing is configured."""
+    configured = list(configured_methods(params))
+    controls = control_roles(params)
     order = list(REFERENCE_METHODS)
-    for name in configured + sorted(found):
+    for name in [m for m in configured if m not in controls] + list(controls) + ([] if configured else sorted(found)):
         if name not in order:
             order.append(name)
     return order
@@ -128,8 +147,18 @@ def task_row(task: str, obj: dict, path: Path) -> dict:
         raise DataError(f"{task} metrics.json has no {headline!r}", path)
     row = {key: _number(obj.get(key), path, key, fraction=True) for key in (headline, *others)}
     row.update({per_class: _class_values(obj.get(per_class), path, per_class), "seeds": _seed_count(obj),
-                f"{headline}_std": _std(obj, headline), "n_test_images": obj.get("n_test_images")})
+                f"{headline}_std": _std(obj, headline), "n_test_images": obj.get("n_test_images"),
+                f"{headline}_per_seed": _per_seed(obj, headline, path)})
     return row
+
+
+def _per_seed(obj: dict, key: str, path: Path) -> list[float | None] | None:
+    """Per-seed values of ``key`` from ``per_seed`` (``{seed: {key: value}}``), in seed order."""
+    per_seed = obj.get("per_seed")
+    if not isinstance(per_seed, dict):
+        return None
+    items = sorted(per_seed.items(), key=lambda kv: (len(str(kv[0])), str(kv[0])))
+    return [_number((v or {}).get(key), path, f"per_seed[{k}].{key}", fraction=True) for k, v in items]
 
 
 def _load_fusion_metrics(results: Path, out: StageResults) -> None:
@@ -186,6 +215,8 @@ def _load_efficiency(results: Path, out: StageResults) -> None:
             "images": obj.get("images"),
             "weights": [{"file": w.get("file"), "sha256": w.get("sha256")} for w in obj.get("weights") or []
                         if isinstance(w, dict)] or None}
+        if obj.get("kind") == "precomputed":
+            out.precomputed.add(method)
 
 
 def _load_task(results: Path, task: str, out: StageResults) -> None:
@@ -228,6 +259,16 @@ def load_results(root: str | Path = ".", params: dict | None = None) -> StageRes
         for rows in table.values():
             found.update(rows)
     out.methods = method_order(params, found)
+    out.controls = control_roles(params)
+    out.precomputed |= {m for m, o in configured_methods(params).items() if o.get("kind") == "precomputed"}
+    if configured_methods(params):          # only the configured methods are reported
+        out.ignored = sorted(found - set(out.methods))
+        for table in (out.fusion_metrics, out.fusion_std, out.detection, out.segmentation):
+            for rows in table.values():
+                for name in out.ignored:
+                    rows.pop(name, None)
+        for name in out.ignored:
+            out.efficiency.pop(name, None)
     expected = method_order(params)
     for name, table, task in (("fusion_metrics", out.fusion_metrics, None),
                               ("detection", out.detection, "detection"),
