@@ -92,7 +92,7 @@ def project(tmp_path_factory) -> Path:
     run(["git", "commit", "-qm", "init"], root)
     ran = repro(root, "repro", server=True)
     methods = ("ir", "average")
-    expected = {"demo_data", "vsm", "train@mlfuse", "report",
+    expected = {"demo_data", "vsm", "train@mlfuse", "report", "perturb", "frozen", "robustness",
                 *(f"{s}@{m}" for s in ("fuse", "metrics", "detect", "segment") for m in methods)}
     assert ran == expected
     run(["git", "add", "-A"], root)
@@ -140,7 +140,7 @@ def test_metrics_and_plots_are_found(project):
 def test_detection_param_reruns_detection_and_report_only(project):
     before = yaml.safe_load((project / "params.yaml").read_text())["detection"]
     ran = repro(project, "exp", "run", "-S", "detection.epochs=2", "--name", "det2", server=True)
-    assert ran == {"detect@ir", "detect@average", "report"}
+    assert ran == {"detect@ir", "detect@average", "frozen", "robustness", "report"}  # frozen: same recipe
     shown = json.loads(dvc(project, "exp", "show", "--json"))
     (exp,) = [e for row in shown for group in (row.get("experiments") or []) for e in group["revs"]
               if e["name"] == "det2"]
@@ -156,7 +156,7 @@ def test_new_fusion_method_runs_only_its_stages_and_the_report(project):
     params["fusion"]["methods"]["max"] = {}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = repro(project, "repro", server=True)
-    assert ran == {"fuse@max", "metrics@max", "detect@max", "segment@max", "report"}
+    assert ran == {"fuse@max", "metrics@max", "detect@max", "segment@max", "robustness", "report"}
     assert repro(project, "repro") == set()
 
 
@@ -192,5 +192,5 @@ def test_failing_method_does_not_hide_the_others_and_rerun_finishes(project, tmp
     assert "fuse@broken" in status and "detect@laplacian:" not in status   # the others are done and cached
     params["fusion"]["methods"].pop("broken")
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert repro(project, "repro", server=True) == {"report"}             # re-run finishes only the rest
+    assert repro(project, "repro", server=True) == {"robustness", "report"}   # re-run finishes only the rest
     (project / "params.yaml").write_text(original)

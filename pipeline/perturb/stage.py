@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from pipeline.config import section
+from pipeline.config import checked_section
 from pipeline.datasets import PairDataset, Sample, load_configured, read_pair
 from pipeline.errors import ConfigError
 from pipeline.imageio import write_image
@@ -31,11 +31,7 @@ DEFAULTS = {"out": "data/perturbed", "seed": 0, "datasets": ["m3fd", "msrs"], "s
 
 
 def perturb_settings(params: Mapping) -> dict:
-    given = dict(section(dict(params), "perturb") or {})
-    unknown = sorted(set(given) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown perturb setting(s) {unknown}; known: {sorted(DEFAULTS)}")
-    settings = {**DEFAULTS, **given}
+    settings = checked_section(dict(params), "perturb", DEFAULTS)
     if settings["max_images"] is not None and (not isinstance(settings["max_images"], int)
                                                or settings["max_images"] < 1):
         raise ConfigError(f"perturb.max_images must be null or a positive integer, got {settings['max_images']!r}")

@@ -26,6 +26,7 @@ from pipeline.report.figures import gain_chart
 from pipeline.report.gains import HEADLINE, BootstrapConfig, compute_gains_and_check
 from pipeline.report.load import StageResults, configured_datasets, load_results
 from pipeline.report.render import Figure, Section, Table, Text, to_html, to_markdown
+from pipeline.report.studies import study_sections
 from pipeline.report.training import flagged, training_blocks, training_summaries
 from pipeline.results import versions, write_csv, write_json
 
@@ -362,6 +363,8 @@ def build_report(params: dict | None = None, root: str | Path = ".", out: str | 
     summary = build_summary(results, gains, params, config, sensitivity)
     log("drawing figures and writing report.md / report.html")
     sections = build_sections(results, summary, params, config, frames, gain_table)
+    studies, summary["studies"] = study_sections(root, results.methods, params, config, out)  # issue 17
+    sections[-1:-1] = studies                                  # before "How these numbers were produced"
     figures_dir = out / "figures"
     if figures_dir.is_dir():
         shutil.rmtree(figures_dir)
