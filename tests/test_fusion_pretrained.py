@@ -139,3 +139,23 @@ def test_fuse_samples_writes_every_pair(tmp_path):
     assert stats["computed"] == 3 and stats["gflops"] > 0
     assert read_image(tmp_path / "out" / "s0.png").shape == (40, 52, 3)
     assert method.params_count() == 296_577
+
+
+def test_fuse_command_takes_any_network_checkpoint(tmp_path, capsys):
+    from pipeline.cli import main
+    from pipeline.imageio import write_image
+
+    ir, vis = _pair()
+    write_image(tmp_path / "ir.png", ir)
+    write_image(tmp_path / "vis.png", vis)
+    _random_tardal(tmp_path / "ok.pt")
+    args = ["fuse", "--method", "tardal", "--ir", str(tmp_path / "ir.png"), "--vis", str(tmp_path / "vis.png"),
+            "--out", str(tmp_path / "f.png"), "--device", "cpu"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an unknown (random) checkpoint
+        assert main(args + ["--weights", str(tmp_path / "ok.pt")]) == 0
+    assert (tmp_path / "f.png").is_file()
+    assert main(args + ["--weights", str(tmp_path / "nope.pt")]) == 2
+    assert "nope.pt: tardal weights file not found" in capsys.readouterr().err
+    assert main([*args[:2], "max", *args[3:], "--weights", "x.pt"]) == 2
+    assert "--weights only applies to network methods" in capsys.readouterr().err

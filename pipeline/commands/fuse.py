@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     parser.add_argument("--method", required=True,
                         help="ir, vis, average, max, laplacian, vsm_wls, mlfuse (see the fusion registry)")
     parser.add_argument("--weights", default=None,
-                        help="mlfuse checkpoint: a path, 'official' (default) or 'trained'")
+                        help="checkpoint of a network method: a path ('shared' = the copy in ../shared/weights); "
+                             "mlfuse: a path, 'official' (default) or 'trained'")
     parser.add_argument("--vis", required=True, help="visible (or MRI) image")
     parser.add_argument("--ir", required=True, help="infrared (or CT/PET/SPECT) image")
     parser.add_argument("--out", required=True, help="output 8-bit image (PNG)")
@@ -35,11 +36,12 @@ def run(args) -> int:
     from pipeline.imageio import save_npy, write_image
 
     options = {}
+    accepted = get_method(args.method).option_names
     if args.weights is not None:
-        if args.method != "mlfuse":
-            raise ConfigError(f"--weights only applies to --method mlfuse, not {args.method!r}")
+        if "weights" not in accepted:
+            raise ConfigError(f"--weights only applies to network methods, not {args.method!r}")
         options["weights"] = args.weights
-    if args.method == "mlfuse":
+    if "device" in accepted:
         options["device"] = args.device
     method = get_method(args.method, **options)
     ir, vis = read_sources(args.ir, args.vis)
