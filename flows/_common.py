@@ -17,11 +17,16 @@ A stage module looks like::
   or ``dask``), waits for all of them and records per-unit status and duration. One failing unit
   does not hide the others: every failure is listed with its error.
 * The flow-run summary (durations per task, failures) is written to
-  ``results/flow_runs/<stage>.json`` by :func:`write_summary` (called by ``stage_flow``).
+  ``results/flow_runs/<stage>.json`` by :func:`write_summary` (called by ``stage_flow``), with the
+  stage process's own clock (:func:`process_timing`): wall and CPU seconds of the start-up (process
+  start, or the stage client's start under the fork server, to the flow's start), of the flow and
+  of the whole process until exit (rewritten by an exit hook), for ``python -m pipeline bench demo``.
 """
 from __future__ import annotations
 
+import atexit
 import functools
+import json
 import os
 import sys
 import time
@@ -67,6 +72,63 @@ class StageReport:
 
 
 _SUMMARY: list[UnitRecord] = []
+
+
+def _process_start() -> float:
+    """Unix time at which this stage started: ``FUSEBENCH_STAGE_T0`` (set by the fork server's
+    client, :mod:`flows._fork`) or this process's creation time (``/proc``), else now."""
+    given = os.environ.get("FUSEBENCH_STAGE_T0")
+    if given:
+        return float(given)
+    try:
+        with open("/proc/self/stat") as handle:
+            ticks = float(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as handle:
+            boot = next(float(line.split()[1]) for line in handle if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its waited-for children so far."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+_STAGE_T0 = _process_start()
+_CPU_T0 = float(os.environ.get("FUSEBENCH_STAGE_CPU0", "0") or 0)  # the client's CPU before the fork
+
+
+def process_timing(flow_start: float, flow_cpu: float, flow_end: float | None = None) -> dict:
+    """Wall (``time.time()`` values) and CPU clock of this stage: start-up = process start -> flow
+    start, flow = the flow body, process = start -> now (or ``flow_end``)."""
+    now = time.time() if flow_end is None else flow_end
+    cpu = _cpu_seconds() + _CPU_T0
+    return {"startup_seconds": round(flow_start - _STAGE_T0, 3), "startup_cpu_seconds": round(flow_cpu + _CPU_T0, 3),
+            "flow_seconds": round(now - flow_start, 3), "cpu_seconds": round(cpu, 3),
+            "process_seconds": round(now - _STAGE_T0, 3), "pid": os.getpid(),
+            "forked": bool(os.environ.get("FUSEBENCH_STAGE_T0")), "load_1min": round(os.getloadavg()[0], 2)}
+
+
+_LAST_SUMMARY: list[Path] = []
+
+
+@atexit.register  # registered before Prefect is imported, so it runs after Prefect's own exit hooks
+def _final_timing() -> None:
+    """Exit hook: add the whole process's wall/CPU (teardown included) to the last summary written."""
+    if not _LAST_SUMMARY:
+        return
+    path = _LAST_SUMMARY[-1]
+    try:
+        record = json.loads(path.read_text())
+        process = record.get("process") or {}
+        process["exit_seconds"] = round(time.time() - _STAGE_T0, 3)
+        process["exit_cpu_seconds"] = round(_cpu_seconds() + _CPU_T0, 3)
+        record["process"] = process
+        write_json(path, record)
+    except (OSError, ValueError):
+        pass
 
 
 def make_task_runner(params: dict):
@@ -156,12 +218,16 @@ def run_method_seeds(stage: str, method: str, prepare: Callable[[], Any], seeds_
 
 
 def write_summary(stage: str, seconds: float, status: str, error: str | None = None,
-                  name: str | None = None) -> Path:
-    """Flow-run summary: total and per-unit durations and failures, in ``results/flow_runs/``."""
+                  name: str | None = None, process: dict | None = None) -> Path:
+    """Flow-run summary: total and per-unit durations and failures, in ``results/flow_runs/``;
+    ``process`` is the stage process's clock (:func:`process_timing`)."""
     path = SUMMARY_DIR / f"{name or stage}.json"
     units = [r.__dict__ for r in _SUMMARY]
-    write_json(path, {"stage": stage, "status": status, "seconds": round(seconds, 3), "error": error,
-                      "units": units, "failed_units": [u for u in units if u["status"] != "completed"]})
+    record = {"stage": stage, "status": status, "seconds": round(seconds, 3), "error": error,
+              "units": units, "failed_units": [u for u in units if u["status"] != "completed"]}
+    if process is not None:
+        record["process"] = process
+    write_json(path, record)
     _SUMMARY.clear()
     return path
 
@@ -179,14 +245,17 @@ def stage_flow(stage: str, **flow_kwargs) -> Callable:
             inner = flow(name=f"fusebench-{stage}", task_runner=make_task_runner(params),
                          log_prints=False, **flow_kwargs)(fn)  # prints reach the terminal (Prefect logs at WARNING)
             _SUMMARY.clear()  # records of units run outside a flow (e.g. a body called directly)
-            start = time.perf_counter()
+            start, wall0, cpu0 = time.perf_counter(), time.time(), _cpu_seconds()
             try:
                 value = inner(params, **kwargs)
             except BaseException as err:
-                write_summary(stage, time.perf_counter() - start, "failed",
-                              f"{err.__class__.__name__}: {err}", summary_name)
+                path = write_summary(stage, time.perf_counter() - start, "failed",
+                                     f"{err.__class__.__name__}: {err}", summary_name, process_timing(wall0, cpu0))
+                _LAST_SUMMARY[:] = [path.resolve()]
                 raise
-            write_summary(stage, time.perf_counter() - start, "completed", None, summary_name)
+            path = write_summary(stage, time.perf_counter() - start, "completed", None, summary_name,
+                                 process_timing(wall0, cpu0))
+            _LAST_SUMMARY[:] = [path.resolve()]
             return value
 
         run.stage = stage

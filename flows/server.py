@@ -12,6 +12,12 @@ The server listens on a free ``127.0.0.1`` port, uses the hermetic settings of
 (its whole process group) when the command ends, fails or is interrupted. The command runs with
 ``PREFECT_API_URL`` pointing at the server and ``FUSEBENCH_KEEP_PREFECT_API_URL=1`` (otherwise
 :mod:`pipeline.hermetic` drops an inherited API URL). The exit code is the command's.
+
+Beside the Prefect server it starts the stage fork server (:mod:`flows._fork`, while the Prefect
+server boots): Prefect, torch, ultralytics and smp are imported once, and every
+``python -m flows.<stage>`` the command starts runs in a forked copy of that process instead of
+importing them again (``FUSEBENCH_FORK_SOCKET``). ``--no-fork`` (or ``FUSEBENCH_FORK=0``) turns
+it off; a stage that cannot be served runs in its own process as before.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -116,15 +123,66 @@ def use_temporary_server(port: int | None = None, timeout: float = 120.0) -> Ite
                     os.environ[key] = value
 
 
-def run_with_server(command: Sequence[str], port: int | None = None, timeout: float = 120.0) -> int:
-    """Run ``command`` with a temporary shared Prefect server; return its exit code."""
+@contextlib.contextmanager
+def fork_server(env: dict, timeout: float = 120.0) -> Iterator[str | None]:
+    """Start the stage fork server (:mod:`flows._fork`) with ``env``; yield a callable that waits
+    until it listens and returns its socket path (``None`` when it did not come up); stop it on exit."""
+    folder = tempfile.mkdtemp(prefix="fusebench-fork-")
+    path = os.path.join(folder, "stages.sock")
+    read, write = os.pipe()
+    log_path = Path(os.environ["PREFECT_HOME"]) / "fork_server.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "flows._fork", "serve", path, "--ready-fd", str(write)],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   pass_fds=(write,), start_new_session=True)
+    os.close(write)
+
+    def ready() -> str | None:
+        with os.fdopen(read) as pipe:
+            import select
+
+            got, _, _ = select.select([pipe], [], [], timeout)
+            line = pipe.readline() if got else ""
+        return path if line.strip() == "ready" and process.poll() is None else None
+
+    try:
+        yield ready
+    finally:
+        _stop(process)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+def fork_enabled() -> bool:
+    return os.environ.get("FUSEBENCH_FORK", "1").lower() not in ("0", "false", "no", "off")
+
+
+def run_with_server(command: Sequence[str], port: int | None = None, timeout: float = 120.0,
+                    fork: bool | None = None) -> int:
+    """Run ``command`` with a temporary shared Prefect server (and, with ``fork``, the stage fork
+    server; default: :func:`fork_enabled`); return its exit code."""
     if not command:
         raise FuseBenchError("no command given; usage: python -m flows.server -- dvc repro")
     start = time.perf_counter()
-    with temporary_server(port=port, timeout=timeout) as api_url:
+    port = port or free_port()
+    api_url = f"http://{HOST}:{port}/api"
+    env = dict(os.environ, PREFECT_API_URL=api_url, FUSEBENCH_KEEP_PREFECT_API_URL="1")
+    env.pop("FUSEBENCH_FORK_SOCKET", None)
+    with contextlib.ExitStack() as stack:
+        forks = stack.enter_context(fork_server(env, timeout)) if (fork_enabled() if fork is None else fork) else None
+        stack.enter_context(temporary_server(port=port, timeout=timeout))
         print(f"[flows.server] Prefect server at {api_url} (ready in {time.perf_counter() - start:.1f} s)",
               file=sys.stderr, flush=True)
-        env = dict(os.environ, PREFECT_API_URL=api_url, FUSEBENCH_KEEP_PREFECT_API_URL="1")
+        socket_path = forks() if forks else None
+        if socket_path:
+            env["FUSEBENCH_FORK_SOCKET"] = socket_path
+            print(f"[flows.server] stage fork server ready ({time.perf_counter() - start:.1f} s)",
+                  file=sys.stderr, flush=True)
+        elif forks:
+            print("[flows.server] stage fork server did not start; stages import everything themselves",
+                  file=sys.stderr, flush=True)
         child = subprocess.Popen(list(command), env=env)
         # SIGTERM/SIGHUP (a CI timeout, a closed terminal) go to the command; when it has ended the
         # server is stopped as usual instead of being orphaned in its own session.
@@ -144,11 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server")
+    parser.add_argument("--no-fork", action="store_true", help="no stage fork server (every stage imports "
+                        "its libraries itself)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     try:
-        return run_with_server(command, port=args.port, timeout=args.timeout)
+        return run_with_server(command, port=args.port, timeout=args.timeout, fork=False if args.no_fork else None)
     except FuseBenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
