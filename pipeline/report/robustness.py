@@ -144,7 +144,7 @@ def breakdown(frame: pd.DataFrame) -> pd.DataFrame:
         else:
             text = f"lost at level {int(lost['level'].iloc[0])}"
         rows.append({"task": task, "family": family, "method": method, "levels": ", ".join(map(str, levels)),
-                     "gain_at_top_level": float(part["gain"].iloc[-1]), "verdict": text})
+                     "gain_at_top_level": round(float(part["gain"].iloc[-1]), 4), "verdict": text})
     return pd.DataFrame(rows)
 
 

@@ -41,7 +41,7 @@ from pipeline.results import read_json, write_json
 
 DEFAULTS = {"methods": None, "seeds": None, "tasks": ["detection", "segmentation"], "out": "results/robustness",
             "frozen_out": "results/frozen", "retrain": False, "threads": 1, "frozen_images": None,
-            "other_metrics_images": 0}
+            "other_metrics_images": None}
 CLEAN = "clean/0"
 
 
@@ -225,7 +225,7 @@ def run_method(ctx: Context, method: str, log=lambda _: None) -> dict:
                "labels": ctx.index["families"], "cost": cost,
                "protocol": "models trained on the method's clean images, applied unchanged to its fusion of "
                            "the perturbed test pairs; inference cost per level includes level 0 (clean)"}
-    if ctx.settings["other_metrics_images"]:
+    if ctx.settings["other_metrics_images"] != 0:
         write_json(out / "fusion_metrics_other.json", other_convention(ctx, method))
     write_json(out / "summary.json", summary)
     shutil.rmtree(scratch, ignore_errors=True)
@@ -245,13 +245,13 @@ def other_convention(ctx: Context, method: str) -> dict:
 
     main = section(ctx.params, "metrics.convention", "matlab")
     other = "cddfuse" if main == "matlab" else "matlab"
-    n = int(ctx.settings["other_metrics_images"])
-    out = {"method": method, "convention": other, "images": n, "directions": metric_directions(other), "datasets": {}}
+    n = ctx.settings["other_metrics_images"]          # null: every test image
+    out = {"method": method, "convention": other, "images": n or "all", "directions": metric_directions(other), "datasets": {}}
     c0 = time.process_time()
     for task in ctx.settings["tasks"]:
         dataset = ctx.datasets[task]
         images, _ = method_images(dataset, Path((ctx.det if task == "detection" else ctx.seg)["fused_root"]), method)
-        test = sorted(dataset.split("test"), key=lambda s: s.name)[:n]
+        test = sorted(dataset.split("test"), key=lambda s: s.name)[:n or None]
         jobs = [TripleJob(s.name, s.split, Path(s.ir), Path(s.vis), images[s.name]) for s in test]
         out["datasets"][dataset.name] = summarise(evaluate_triples(jobs, other, workers=1, progress=False))
     out["cpu_seconds"] = time.process_time() - c0
