@@ -1,57 +1,36 @@
 """Stage outputs that appear all at once, and resume after a failure.
 
 A stage builds each output folder in a *staging* folder beside it, inside a container named after
-a fingerprint of everything that decides its content (the params the stage reads, its inputs and
-the source of the code that writes it): ``results/metrics/.ir.partial-<fingerprint>/ir`` (same
-last name as the output, so a library that writes ``<root>/<method>/`` gets the container as its
-root). Only when the whole stage succeeded is the staging folder renamed onto the real output
+a content key of everything that decides its content (:func:`stage_key`: the params the stage
+reads, the bytes of its inputs and the source of the code that writes it):
+``results/metrics/.ir.partial-<key>/ir`` (same last name as the output, so a library that writes
+``<root>/<method>/`` gets the container as its root). Only when the whole stage succeeded is the staging folder renamed onto the real output
 (one ``os.replace`` per output), so a failed or
 interrupted stage never leaves a half-written output that DVC would cache. Re-running the stage
-with the same fingerprint finds the staging folder again and the library's own resume logic skips
-what is already there; a different fingerprint (changed params or code) starts clean and removes
+with the same key finds the staging folder again and the library's own resume logic skips
+what is already there; a different key (changed params, inputs or code) starts clean and removes
 stale staging folders. ``.partial-*`` is in ``.dvcignore`` and ``.gitignore``.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 MARK = ".partial-"
 
 
-def _source_files(paths: Iterable[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*.py") if "__pycache__" not in p.parts))
-        elif path.is_file():
-            files.append(path)
-    return files
+def stage_key(flow: str, **parts: Any) -> str:
+    """The staging key of a stage: :func:`pipeline.fingerprint.content_key` of ``parts`` (params,
+    content digests of the inputs: :func:`~pipeline.fingerprint.samples_digest`,
+    :func:`~pipeline.fingerprint.tree_digest`, weights) and the source of the ``flow`` module with
+    everything it imports from the repository (:func:`~pipeline.fingerprint.code_digest`). Names,
+    sizes or modification times never decide it: a file rewritten under the same name changes it."""
+    from pipeline.fingerprint import code_digest, content_key
 
-
-def fingerprint(config: Any, code: Sequence[str | Path] = ()) -> str:
-    """Short hash of ``config`` (JSON, sorted keys) and the bytes of the ``code`` files/folders (``*.py``)."""
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    for path in _source_files(code):
-        digest.update(str(path).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def file_stamp(path: str | Path) -> tuple[str, int, int]:
-    """``(path, size, mtime_ns)``: cheap identity of an input file for :func:`fingerprint`."""
-    stat = Path(path).stat()
-    return str(path), stat.st_size, stat.st_mtime_ns
-
-
-def samples_stamp(samples: Iterable) -> list:
-    """Identity of dataset samples (name and both image files) for :func:`fingerprint`."""
-    return [(s.name, file_stamp(s.ir), file_stamp(s.vis)) for s in samples]
+    return content_key(code=code_digest(flow), **parts)
 
 
 def staging_path(final: str | Path, key: str) -> Path:

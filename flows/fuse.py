@@ -18,14 +18,13 @@ from pathlib import Path
 
 from flows._batches import batch_size, batches
 from flows._common import main_entry, run_units, stage_flow
-from flows._staging import fingerprint, samples_stamp, staged
+from flows._staging import stage_key, staged
 from pipeline.config import section
 from pipeline.errors import ConfigError
 
 FUSED_ROOT = Path("data/fused")
 RECORDS_ROOT = Path("results/fusion")
 DEFAULT_DATASETS = ("m3fd", "msrs")
-CODE = ("pipeline/fusion", "pipeline/vsm.py", "pipeline/datasets.py", "pipeline/imageio.py")
 
 
 def fused_datasets(params: dict) -> list[str]:
@@ -36,6 +35,14 @@ def fused_datasets(params: dict) -> list[str]:
 def fused_folder(dataset: str, method: str) -> Path:
     """``data/fused/<dataset>/<method>``."""
     return FUSED_ROOT / dataset / method
+
+
+def weights_digest(method) -> dict:
+    """``{path: content digest}`` of the method's :meth:`~pipeline.fusion.registry.FusionMethod.input_files`
+    (weights; ``None`` for a missing file, which the method reports itself when it loads)."""
+    from pipeline.fingerprint import tree_digest
+
+    return {str(path): tree_digest(path) if Path(path).exists() else None for path in method.input_files()}
 
 
 def method_options(params: dict, method: str) -> dict:
@@ -71,6 +78,7 @@ def combine_stats(parts: list[dict]) -> dict:
 @stage_flow("fuse")
 def fuse_flow(params: dict, method: str) -> dict:
     from pipeline.datasets import load_configured
+    from pipeline.fingerprint import samples_digest
     from pipeline.fusion.registry import get_method
     from pipeline.fusion.stage import fusion_record
     from pipeline.results import write_json
@@ -79,8 +87,9 @@ def fuse_flow(params: dict, method: str) -> dict:
     gray = bool(section(params, "fusion.gray", False))
     fused_method = get_method(method, **options)            # bad options fail here, once
     data = {ds: load_configured(params, ds) for ds in fused_datasets(params)}
-    key = fingerprint({"method": method, "options": options, "gray": gray,
-                       "inputs": {ds: samples_stamp(d.samples) for ds, d in data.items()}}, CODE)
+    key = stage_key("flows.fuse", method=method, options=options, gray=gray,
+                    inputs={ds: samples_digest(d.samples) for ds, d in data.items()},
+                    weights=weights_digest(fused_method))
     finals = [fused_folder(ds, method) for ds in data] + [RECORDS_ROOT / method]
     records = {}
     with staged(finals, key) as staging:

@@ -21,20 +21,19 @@ from pathlib import Path
 
 from flows._batches import batch_size, batches
 from flows._common import main_entry, run_units, stage_flow
-from flows._staging import fingerprint, samples_stamp, staged
+from flows._staging import stage_key, staged
 from flows.fuse import fused_datasets, fused_folder
-from pipeline.config import section
+from pipeline.config import checked, section
 from pipeline.errors import ConfigError
 
-CODE = ("pipeline/metrics", "pipeline/datasets.py", "pipeline/imageio.py")
 OUT_ROOT = Path("results/metrics")
 
 
 def metrics_config(params: dict) -> dict:
-    config = dict(section(params, "metrics", {}) or {})
-    only = config.get("only")
-    splits = config.get("splits")
-    return {"convention": config.get("convention", "matlab"),
+    """The ``metrics`` section, every key required and no other (see :func:`pipeline.config.checked`)."""
+    config = checked(section(params, "metrics"), "metrics", ("convention", "only", "splits"))
+    only, splits = config["only"], config["splits"]
+    return {"convention": config["convention"],
             "only": ",".join(only) if isinstance(only, (list, tuple)) else only,
             "splits": list(splits) if splits else None}
 
@@ -97,10 +96,14 @@ def score_method(params: dict, method: str, out_root: Path, scored: dict[str, li
 
 @stage_flow("metrics")
 def metrics_flow(params: dict, method: str) -> dict:
+    from pipeline.fingerprint import file_digest, samples_digest
+    from pipeline.metrics.stage import triples_for_dataset
+
     scored = {ds: scored_samples(params, ds) for ds in fused_datasets(params)}
-    inputs = {ds: samples_stamp(samples) for ds, samples in scored.items()}
-    fused = {ds: sorted(p.name for p in fused_folder(ds, method).glob("*")) for ds in scored}
-    key = fingerprint({"method": method, "metrics": metrics_config(params), "inputs": inputs, "fused": fused}, CODE)
+    inputs = {ds: samples_digest(samples) for ds, samples in scored.items()}
+    fused = {ds: [(job.name, file_digest(job.fused)) for job in triples_for_dataset(samples, fused_folder(ds, method))]
+             for ds, samples in scored.items()}   # the bytes of every fused image scored
+    key = stage_key("flows.metrics", method=method, metrics=metrics_config(params), inputs=inputs, fused=fused)
     with staged([OUT_ROOT / method], key) as (staging,):
         frames = score_method(params, method, staging.parent, scored)
     return {ds: len(frame) for ds, frame in frames.items()}

@@ -13,9 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flows._common import main_entry, run_inline, stage_flow
-from flows._staging import fingerprint, staged
-
-CODE = ("pipeline/report",)
+from flows._staging import stage_key, staged
 
 
 @stage_flow("report")
@@ -23,7 +21,7 @@ def report_flow(params: dict, root: str = ".", out: str | None = None) -> dict:
     from pipeline.report import build_report, report_config
 
     final = Path(out) if out else Path(root) / report_config(params)["out"]
-    with staged([final], fingerprint(params, CODE)) as (staging,):
+    with staged([final], stage_key("flows.report", params=params)) as (staging,):
         summary = run_inline("report", "build", build_report, params, root, staging, log=print)
     for task, per_dataset in summary["gains"].items():
         for dataset, per_method in per_dataset.items():

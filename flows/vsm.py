@@ -14,21 +14,20 @@ from pathlib import Path
 
 from flows._batches import batch_size, batches
 from flows._common import main_entry, run_units, stage_flow
-from flows._staging import fingerprint, samples_stamp, staged
+from flows._staging import stage_key, staged
 from pipeline.config import section
-
-CODE = ("pipeline/vsm.py", "pipeline/datasets.py", "pipeline/imageio.py")
 
 
 @stage_flow("vsm")
 def vsm_flow(params: dict) -> dict:
+    from pipeline.fingerprint import samples_digest
     from pipeline.training.data import load_training_sets
     from pipeline.training.trainer import resolve_config
     from pipeline.vsm import compute_vsm_maps
 
     cfg = resolve_config("mlfuse", section(params, "train.methods.mlfuse", {}) or {})
     sets = load_training_sets(params, cfg["sets"], cfg["splits"])
-    key = fingerprint({name: samples_stamp(samples) for name, samples in sets.items()}, CODE)
+    key = stage_key("flows.vsm", sets={name: samples_digest(samples) for name, samples in sets.items()})
     counts = {}
     with staged([Path(cfg["vsm_root"])], key) as (staging,):
         for set_name, samples in sorted(sets.items()):

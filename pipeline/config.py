@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -106,3 +106,22 @@ def checked_section(params: dict, name: str, defaults: dict) -> dict:
     if unknown:
         raise ConfigError(f"unknown {name} setting(s) {unknown}; known: {sorted(defaults)}")
     return {**copy.deepcopy(defaults), **given}
+
+
+def checked(mapping: Any, where: str, keys: Iterable[str], optional: Iterable[str] = ()) -> dict:
+    """``mapping`` (a params section, ``where`` its dotted name) as a dict holding every one of
+    ``keys`` and maybe some of ``optional``: an unknown key (a typo such as ``conventon``) or a
+    missing one is a :class:`ConfigError` naming the key and the section. ``params.yaml`` is the
+    one place values come from, so the code holds no defaults that could silently differ."""
+    keys, optional = tuple(keys), tuple(optional)
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(mapping).__name__}", "params.yaml")
+    unknown = sorted(set(mapping) - set(keys) - set(optional))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted({*keys, *optional})}", "params.yaml")
+    missing = [k for k in keys if k not in mapping]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}", "params.yaml")
+    return dict(mapping)

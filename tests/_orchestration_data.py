@@ -24,6 +24,6 @@ def tiny_params(runner: str = "thread", batch_size: int = 2) -> dict:
     return {"profile": "demo",
             "datasets": {"tiny": {"kind": "pairs", "root": "pairs"}},
             "fusion": {"datasets": ["tiny"]},
-            "metrics": {"convention": "matlab", "only": ["EN", "SF", "Qabf"]},
+            "metrics": {"convention": "matlab", "only": ["EN", "SF", "Qabf"], "splits": None},
             "orchestration": {"task_runner": runner, "batch_size": batch_size, "max_workers": 2,
                               "dask_workers": 2}}

@@ -10,18 +10,29 @@ import pytest
 from _orchestration_data import tiny_params, tiny_project
 
 
+def _fail_batch(monkeypatch, module, name: str, failing_unit_start) -> None:
+    """Make ``module.<name>`` (a batch task) raise for the batch whose first job is image ``failing_unit_start``."""
+    original = getattr(module, name)
+
+    def flaky(*args, **kwargs):
+        jobs = args[0] if name == "score_batch" else args[2]
+        if jobs[0].name == failing_unit_start:
+            raise RuntimeError(f"injected failure at {failing_unit_start}")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, flaky)
+
+
 def test_failed_batch_is_reported_nothing_published_and_rerun_resumes(tmp_path, monkeypatch, prefect_harness):
-    from flows._staging import staging_path
+    import flows.metrics as metrics_module
     from flows.metrics import metrics_flow
 
     monkeypatch.chdir(tmp_path)
     tiny_project(tmp_path)
-    broken = tmp_path / "data" / "fused" / "tiny" / "avg" / "003.png"
-    good = broken.read_bytes()
-    broken.write_bytes(b"not a png")                     # batch tiny:2 (images 002, 003) fails
-
-    with pytest.raises(RuntimeError, match=r"1 of 3 units failed: tiny:2: .*003\.png"):
-        metrics_flow(tiny_params(), method="avg")
+    with monkeypatch.context() as patch:
+        _fail_batch(patch, metrics_module, "score_batch", "002")        # batch tiny:2 (002, 003) fails
+        with pytest.raises(RuntimeError, match=r"1 of 3 units failed: tiny:2: .*injected failure at 002"):
+            metrics_flow(tiny_params(), method="avg")
     final = tmp_path / "results" / "metrics" / "avg"
     assert not final.exists()                           # nothing DVC could cache
     run = json.loads((tmp_path / "results" / "flow_runs" / "metrics.json").read_text())
@@ -31,12 +42,7 @@ def test_failed_batch_is_reported_nothing_published_and_rerun_resumes(tmp_path, 
 
     # the finished batches wait in the staging folder; mark one to see that the re-run reuses it
     (staging,) = (tmp_path / "results" / "metrics").glob(".avg.partial-*")
-    done = staging / "avg" / ".batches" / "tiny-000000.csv"
-    frame = pd.read_csv(done, dtype={"name": str, "split": str})
-    frame.loc[0, "EN"] = 123.0
-    frame.to_csv(done, index=False)
-
-    broken.write_bytes(good)
+    _mark_done_batch(staging)
     assert metrics_flow(tiny_params(), method="avg") == {"tiny": 6}
     scores = pd.read_csv(final / "tiny.csv", dtype={"name": str})
     assert list(scores["name"]) == [f"{i:03d}" for i in range(6)]
@@ -45,6 +51,84 @@ def test_failed_batch_is_reported_nothing_published_and_rerun_resumes(tmp_path, 
     assert not (final / ".batches").exists() and not staging.exists()
     summary = json.loads((final / "summary.json").read_text())
     assert summary["datasets"]["tiny"]["EN"]["n"] == 6
+
+
+def _mark_done_batch(staging) -> None:
+    done = staging / "avg" / ".batches" / "tiny-000000.csv"
+    frame = pd.read_csv(done, dtype={"name": str, "split": str})
+    frame.loc[0, "EN"] = 123.0
+    frame.to_csv(done, index=False)
+
+
+def test_metrics_resume_key_covers_the_fused_bytes(tmp_path, monkeypatch, prefect_harness):
+    """Issue #18 defect 4: an interrupted metrics run followed by new fused images under the same
+    names (a retrained method) scores every image again; nothing of the old images is reused."""
+    import flows.metrics as metrics_module
+    from flows.metrics import metrics_flow
+
+    monkeypatch.chdir(tmp_path)
+    tiny_project(tmp_path)
+    with monkeypatch.context() as patch:
+        _fail_batch(patch, metrics_module, "score_batch", "002")
+        with pytest.raises(RuntimeError, match="1 of 3 units failed"):
+            metrics_flow(tiny_params(), method="avg")
+    (staging,) = (tmp_path / "results" / "metrics").glob(".avg.partial-*")
+    _mark_done_batch(staging)
+    _retrained(tmp_path, tmp_path / "data" / "fused" / "tiny" / "avg")   # new images, same names
+    assert metrics_flow(tiny_params(), method="avg") == {"tiny": 6}
+    scores = pd.read_csv(tmp_path / "results" / "metrics" / "avg" / "tiny.csv", dtype={"name": str})
+    assert scores["EN"].between(0, 8).all()             # batch tiny:0 scored again (no 123.0)
+    assert not staging.exists()
+
+
+def _retrained(tmp_path, folder) -> None:
+    """Rewrite the fused images in ``folder`` with other content under the same names."""
+    tiny_project(tmp_path / "other", seed=1)
+    for png in (tmp_path / "other" / "data" / "fused" / "tiny" / "avg").glob("*.png"):
+        (folder / png.name).write_bytes(png.read_bytes())
+
+
+def test_fuse_resume_key_covers_weights_and_input_bytes(tmp_path, monkeypatch, prefect_harness):
+    """Issue #18 defect 4: an interrupted fuse run followed by other weights (here: the folder of a
+    precomputed method, rewritten under the same names) fuses every image again."""
+    import flows.fuse as fuse_module
+    from flows.fuse import fuse_flow
+    from pipeline.imageio import read_image
+
+    monkeypatch.chdir(tmp_path)
+    tiny_project(tmp_path)
+    source = tmp_path / "data" / "fused" / "tiny" / "avg"
+    made = tmp_path / "made" / "tiny"
+    made.mkdir(parents=True)
+    for png in source.glob("*.png"):
+        (made / png.name).write_bytes(png.read_bytes())
+    params = {**tiny_params(), "fusion": {"datasets": ["tiny"],
+                                          "methods": {"pre": {"kind": "precomputed", "folder": "made"}}}}
+    with monkeypatch.context() as patch:
+        _fail_batch(patch, fuse_module, "fuse_batch", "002")
+        with pytest.raises(RuntimeError, match="1 of 3 units failed"):
+            fuse_flow(params, method="pre")
+    assert list((tmp_path / "data" / "fused" / "tiny").glob(".pre.partial-*"))
+    _retrained(tmp_path, made)
+    fuse_flow(params, method="pre")
+    out = tmp_path / "data" / "fused" / "tiny" / "pre"
+    for png in made.glob("*.png"):
+        assert (read_image(out / png.name) == read_image(png)).all(), png.name
+
+
+def test_fuse_key_includes_the_weights_file(tmp_path):
+    from flows.fuse import weights_digest
+    from pipeline.fingerprint import clear_memo
+    from pipeline.fusion.registry import get_method
+
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"a" * 64)
+    method = get_method("mlfuse", weights=str(weights))
+    first = weights_digest(method)
+    assert list(first) == [str(weights)] and first[str(weights)]
+    weights.write_bytes(b"b" * 64)
+    clear_memo()
+    assert weights_digest(method) != first
 
 
 def test_metrics_splits_select_the_scored_images(tmp_path, monkeypatch):

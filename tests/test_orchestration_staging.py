@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows._staging import fingerprint, publish, staged, staging_path
+from flows._staging import publish, stage_key, staged, staging_path
 from flows._batches import batches
 
 
@@ -37,15 +37,16 @@ def test_changed_fingerprint_starts_clean_and_replaces_old_output(tmp_path):
     assert list(final.iterdir()) == []                          # previous content replaced
 
 
-def test_fingerprint_tracks_config_and_code(tmp_path):
-    code = tmp_path / "mod.py"
-    code.write_text("x = 1\n")
-    a = fingerprint({"levels": 4}, [code])
-    assert a == fingerprint({"levels": 4}, [code])
-    assert a != fingerprint({"levels": 5}, [code])
-    code.write_text("x = 2\n")
-    assert a != fingerprint({"levels": 4}, [code])
-    assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
+def test_stage_key_tracks_params_and_flow_code(monkeypatch):
+    from pipeline import fingerprint as F
+
+    a = stage_key("flows.metrics", levels=4)
+    assert a == stage_key("flows.metrics", levels=4)
+    assert a != stage_key("flows.metrics", levels=5)
+    assert a != stage_key("flows.fuse", levels=4)
+    assert stage_key("flows.fuse", a=1, b=2) == stage_key("flows.fuse", b=2, a=1)
+    monkeypatch.setattr(F, "code_digest", lambda module: "other code")   # the flow's code changed
+    assert a != stage_key("flows.metrics", levels=4)
 
 
 def test_publish_replaces_a_file_or_folder(tmp_path):

@@ -39,6 +39,9 @@ class PrecomputedMethod(FusionMethod):
         raise TypeError(f"{self.name} is precomputed: its images are looked up by name "
                         "(use pipeline.fusion.stage.fuse_samples)")
 
+    def input_files(self) -> list[Path]:
+        return [self.folder]
+
     def dataset_folder(self, dataset: str | None) -> Path:
         if dataset and (self.folder / dataset).is_dir():
             return self.folder / dataset

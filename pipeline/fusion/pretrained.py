@@ -371,5 +371,8 @@ class PretrainedMethod(FusionMethod):
             self._check_sha()
         return self._weights_info
 
+    def input_files(self) -> list[Path]:
+        return list(self.files.values())
+
     def metadata(self) -> dict:
         return {**super().metadata(), "weights": self.weights_info(), "bn": self.bn_mode or self.bn}

@@ -24,6 +24,7 @@ follow the official script (their own YCbCr, grey rule, colour merge; :mod:`pipe
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -120,6 +121,13 @@ class FusionMethod:
 
     def gflops(self, height: int, width: int) -> float:
         return 0.0
+
+    def input_files(self) -> list[Path]:
+        """Files besides the source images whose bytes decide the output (weights; a precomputed
+        folder): part of the fuse stage's resume key. Default: ``weights_path`` when the method has
+        one."""
+        path = getattr(self, "weights_path", None)
+        return [Path(path)] if path is not None else []
 
     def metadata(self) -> dict:
         return {"name": self.name, "kind": self.kind, "implementation": self.registered_name,
