@@ -380,20 +380,30 @@ def image_header_size(path: Path) -> tuple[int, int]:
 
 
 def load_dataset(kind: str, root: str | Path, name: str | None = None, strict: bool = True,
-                 **options) -> PairDataset:
+                 where: str | None = None, **options) -> PairDataset:
     """Load a dataset of ``kind`` (``msrs``, ``m3fd``, ``pairs``, ``medical``) from ``root``.
 
     ``options`` are the loader's keyword arguments (see :mod:`pipeline.layouts`), e.g.
     ``classes``, ``unknown_classes="skip"``, ``split={"rule": "random", "ratios": [8, 1, 1], "seed": 0}``,
     plus ``subset`` / ``subset_seed`` (:func:`take_subset`) for every kind.
-    With ``strict=False`` problems are collected in ``dataset.problems`` instead of raised.
+    With ``strict=False`` problems are collected in ``dataset.problems`` instead of raised. An
+    option the loader does not take is a :class:`ConfigError` naming it and ``where`` (the params
+    section, default ``datasets.<name>``).
     """
+    import inspect
+
     from pipeline import layouts
+    from pipeline.errors import ConfigError
 
     loaders = {"msrs": layouts.load_msrs, "m3fd": layouts.load_m3fd, "pairs": layouts.load_pairs,
                "medical": layouts.load_medical}
     if kind not in loaders:
         raise DataError(f"unknown dataset kind {kind!r}; expected one of {', '.join(KINDS)}", root)
+    accepted = (set(inspect.signature(loaders[kind]).parameters) - {"root"}) | {"subset", "subset_seed"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ConfigError(f"{where or f'datasets.{name or kind}'}: unknown key(s) {unknown} for a {kind!r} "
+                          f"dataset; known: {sorted(accepted | {'kind', 'root', 'task'})}")
     root = Path(root)
     if not root.is_dir():
         raise DataError("dataset root folder not found", root)

@@ -53,7 +53,7 @@ def _resolve_split(split, stems: list[str], meta: Path | None, problems) -> tupl
 
 
 def load_msrs(root: Path, box_view: str | None = "auto", box_classes=MSRS_BOX_CLASSES,
-              unknown_classes: str = "error", splits=("train", "val", "test"), **ignored) -> PairDataset:
+              unknown_classes: str = "error", splits=("train", "val", "test")) -> PairDataset:
     """MSRS: ``<root>/<split>/{ir,vi,Segmentation_labels}``; boxes (optional) from
     ``<root>/<split>/labels`` or ``<root>/detection_labels/<box_view>/<split>`` (``box_view`` one of
     infrared/visible/fusion; ``auto`` prefers fusion). Class names from a ``classes.txt`` next to
@@ -110,7 +110,7 @@ def _msrs_box_folder(root: Path, split: str, view: str | None) -> tuple[Path | N
 
 
 def load_m3fd(root: Path, classes=M3FD_CLASSES, boxes: str = "auto", split=None,
-              unknown_classes: str = "error", coco_file=None, **ignored) -> PairDataset:
+              unknown_classes: str = "error", coco_file=None) -> PairDataset:
     """M3FD: ``<root>/{Ir,Vis}``; boxes from ``Annotation/*.xml`` (VOC), ``labels/*.txt`` (YOLO,
     names in ``labels/classes.txt``, else ``classes`` order) or COCO JSON (``coco_file``: a file, a
     folder or a list; default ``annotations.json``); split from ``meta/`` lists, a seeded rule,
@@ -191,7 +191,7 @@ def _coco_paths(root: Path, coco_file) -> list[Path]:
     return paths
 
 
-def load_pairs(root: Path, ir_dir: str = "ir", vis_dir: str = "vi", split="all", **ignored) -> PairDataset:
+def load_pairs(root: Path, ir_dir: str = "ir", vis_dir: str = "vi", split="all") -> PairDataset:
     """Generic registered pairs ``<root>/ir`` + ``<root>/vi`` (RoadScene, TNO)."""
     problems: list[DataError] = []
     ir, vi = images_by_stem(root / ir_dir), images_by_stem(root / vis_dir)
@@ -205,7 +205,7 @@ _FUNCTIONAL = ("CT", "PET", "SPECT")
 _PREFIXED = re.compile(r"^(mri)?(ct|pet|spect)(\d+)$", re.IGNORECASE)
 
 
-def load_medical(root: Path, split="all", **ignored) -> PairDataset:
+def load_medical(root: Path, split="all") -> PairDataset:
     """Medical pairs: ``MRI/`` + ``CT|PET|SPECT/`` with equal names, or MLFuse's single-folder
     naming (``ct3.png`` with ``mrict3.png``). A root holding several such sets (``CT_MRI/``,
     ``MRI_PET/`` ...) loads them all, names prefixed with the set's folder name.

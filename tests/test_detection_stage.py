@@ -154,15 +154,15 @@ def test_bad_settings_and_sizes(tiny, tmp_path):
         build_yolo_data(dataset, images, tmp_path / "yolo", source)
 
 
-def test_gpu_asked_but_absent_falls_back_to_cpu(tiny, tmp_path, monkeypatch):
+def test_gpu_asked_but_absent_is_an_error(tiny, tmp_path, monkeypatch):
     import torch
 
     from pipeline.detection.yolo import yolo_device
+    from pipeline.errors import ConfigError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.warns(UserWarning, match="CUDA is not available"):
-        prepared = stage.prepare_method(tiny_params(tiny, tmp_path, device="cuda:1"), "ir")
-    assert prepared.device == "cpu" and prepared.settings["device"] == "cuda:1"
+    with pytest.raises(ConfigError, match="'cuda:1' requested but CUDA is not available"):
+        stage.prepare_method(tiny_params(tiny, tmp_path, device="cuda:1"), "ir")
     assert stage.prepare_method(tiny_params(tiny, tmp_path), "ir").device == "cpu"  # auto
     assert [yolo_device(d) for d in ("cpu", "cuda", "cuda:1")] == ["cpu", "0", "1"]
 
@@ -301,6 +301,7 @@ def test_stage_trains_and_evaluates_offline(tiny, tmp_path, no_network, monkeypa
         stage.run_method(params, "average")
 
 
+@pytest.mark.shared
 def test_whole_stage_on_real_m3fd(shared_data, tmp_path, monkeypatch, prefect_harness):
     """The detect flow (Prefect) on the 30 real M3FD pairs; the `vis` method read from a fused
     folder of links, tiny settings."""

@@ -126,3 +126,53 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
     code = cli.main(["validate", "--dataset", "pairs", "--root", str(tmp_path / "nowhere")])
     err = capsys.readouterr().err
     assert code != 0 and "nowhere" in err and "Traceback" not in err
+
+
+def test_device_cuda_without_cuda_is_an_error_and_auto_picks_cuda(monkeypatch):
+    """Issue #18 defect 6: ``device: cuda`` on a machine without CUDA fails (it used to fall back to
+    the CPU with a warning); ``auto`` picks CUDA when present, the CPU otherwise."""
+    import torch
+
+    from pipeline.device import resolve_device
+    from pipeline.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for asked in ("cuda", "cuda:0", "CUDA:1"):
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device(asked)
+    assert resolve_device("auto") == "cpu" and resolve_device(None) == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="unknown device 'gpu'"):
+        resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda:0") == "cuda:0"
+    with pytest.raises(ConfigError, match="1 CUDA device"):
+        resolve_device("cuda:3")
+
+
+def test_unknown_keys_are_errors_naming_key_and_section(tmp_path):
+    """Issue #18 defect 6: typos in dataset, metrics and report sections are errors (they used to be
+    ignored: ``conventon: cddfuse`` ran the matlab convention, ``bootstrap_sample`` kept 1000)."""
+    from flows.metrics import metrics_config
+    from pipeline.datasets import load_configured, load_dataset
+    from pipeline.errors import ConfigError
+    from pipeline.report import report_config
+
+    (tmp_path / "ir").mkdir()
+    (tmp_path / "vi").mkdir()
+    with pytest.raises(ConfigError, match=r"datasets.tno: unknown key\(s\) \['spilt'\]"):
+        load_configured({"datasets": {"tno": {"kind": "pairs", "root": str(tmp_path), "spilt": "all"}}}, "tno")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['box_classes'\] for a 'pairs' dataset"):
+        load_dataset("pairs", tmp_path, box_classes=["Car"])
+    params = config.load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    params["metrics"]["conventon"] = "cddfuse"
+    with pytest.raises(ConfigError, match=r"metrics: unknown key\(s\) \['conventon'\]"):
+        metrics_config(params)
+    params = config.load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    params["report"]["bootstrap_sample"] = 10
+    with pytest.raises(ConfigError, match=r"report: unknown key\(s\) \['bootstrap_sample'\]"):
+        report_config(params)
+    del params["report"]["bootstrap_sample"], params["report"]["confidence"]
+    with pytest.raises(ConfigError, match=r"report: missing key\(s\) \['confidence'\]"):
+        report_config(params)
+

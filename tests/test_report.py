@@ -34,7 +34,8 @@ METHODS = ["ir", "vis", "average", "mlfuse"]          # run everywhere
 NOT_RUN = "max"                                       # configured, never run
 SKILL = {"ir": 0.55, "vis": 0.65, "average": 0.7, "mlfuse": 0.85}   # detection recall / seg accuracy
 H, W = 96, 128
-SMALL = {"bootstrap_samples": 200, "seed": 0, "confidence": 0.95, "example_scenes": 2, "panel_width": 128}
+SMALL = {"out": "results/report", "bootstrap_samples": 200, "seed": 0, "confidence": 0.95, "example_scenes": 2,
+         "min_seeds": 3, "score_threshold": 0.25, "panel_width": 128, "fused_dir": "data/fused"}
 
 
 def _image(rng: np.random.Generator, colour: bool) -> np.ndarray:

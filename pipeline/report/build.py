@@ -18,7 +18,7 @@ from typing import Callable
 import pandas as pd
 import yaml
 
-from pipeline.config import section
+from pipeline.config import checked, section
 from pipeline.imageio import write_bytes, write_text
 from pipeline.report import tables as T
 from pipeline.report.examples import dataset_examples
@@ -30,8 +30,9 @@ from pipeline.report.studies import study_sections
 from pipeline.report.training import flagged, training_blocks, training_summaries
 from pipeline.results import versions, write_csv, write_json
 
-DEFAULTS = {"out": "results/report", "bootstrap_samples": 1000, "confidence": 0.95, "seed": 0, "min_seeds": 3,
-            "example_scenes": 3, "score_threshold": 0.25, "panel_width": 320, "fused_dir": "data/fused"}
+#: The keys of ``params.yaml`` ``report`` (all required there; no defaults in the code).
+KEYS = ("out", "bootstrap_samples", "confidence", "seed", "min_seeds", "example_scenes", "score_threshold",
+        "panel_width", "fused_dir")
 UNITS = ("AP and IoU values are fractions in [0, 1] (0.746 means 74.6 %); gains are differences of "
          "those fractions (+0.010 = one point).")
 TASK_DIRECTIONS = {"mAP50": "up", "mAP50_95": "up", "AP50": "up", "precision": "up", "recall": "up",
@@ -42,8 +43,8 @@ TITLE = "FuseBench report: does image fusion help detection and segmentation?"
 
 
 def report_config(params: dict) -> dict:
-    """``params.report`` over the defaults (bootstrap samples, seed, example scenes...)."""
-    return {**DEFAULTS, **(section(params, "report") or {})}
+    """``params.report``: every key of :data:`KEYS`, an unknown or missing one is a ConfigError."""
+    return checked(section(params, "report"), "report", KEYS)
 
 
 def level(config: dict) -> str:

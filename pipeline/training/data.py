@@ -83,7 +83,7 @@ def load_training_sets(params: Mapping, sets, splits: Sequence[str] = ("train", 
         if spec:
             spec = dict(spec)
             spec.pop("task", None)
-            dataset = load_dataset(spec.pop("kind"), spec.pop("root"), name=name, **spec)
+            dataset = load_dataset(spec.pop("kind"), spec.pop("root"), name=name, where=f"sets.{name}", **spec)
         else:
             dataset = load_configured(dict(params), name)
         samples = dataset.split(*splits)
