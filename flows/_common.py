@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import pipeline  # noqa: F401
 from pipeline.config import load_params
 from pipeline.errors import FuseBenchError
 from pipeline.results import write_json

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-import pipeline  # noqa: F401  (hermetic environment before Prefect is imported)
+import flows  # noqa: F401  (hermetic environment before Prefect is imported)
 from pipeline.config import load_params, section
 from pipeline.errors import ConfigError
 from pipeline.results import write_json

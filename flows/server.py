@@ -34,7 +34,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import pipeline  # noqa: F401  (hermetic environment before Prefect is touched)
+import flows  # noqa: F401  (hermetic environment before Prefect is touched)
 from pipeline.errors import FuseBenchError
 
 HOST = "127.0.0.1"

@@ -1,10 +1,8 @@
 """FuseBench: does this image-fusion method help the tasks that come after it?
 
-Importing the package makes the process hermetic and offline (see :mod:`pipeline.hermetic`)
-before any heavy library is imported.
+Importing the package changes nothing: no environment variable, no file. The hermetic offline
+settings (:func:`pipeline.hermetic.apply`) are applied where a process starts FuseBench work: the
+CLI (:func:`pipeline.cli.main`), the Prefect flows (importing :mod:`flows`) and the tests.
 """
-from pipeline import hermetic as _hermetic
 
 __version__ = "0.1.0"
-
-_hermetic.apply()

@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline import hermetic
+
+    hermetic.apply()   # the CLI process starts here: offline settings before any heavy import
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,8 +1,10 @@
 """The one place that makes FuseBench hermetic and offline.
 
-Importing :mod:`pipeline` calls :func:`apply` before anything heavy (torch, ultralytics, prefect,
-smp, matplotlib) is imported, so the CLI, the Prefect flows, the DVC stages and the tests all run
-with the same settings (measured in ``../shared/spec/environment.md``):
+:func:`apply` runs where a FuseBench process starts its work, before anything heavy (torch,
+ultralytics, prefect, smp, matplotlib) is imported: the CLI (:func:`pipeline.cli.main`), every
+Prefect flow (importing the :mod:`flows` package) and the tests (``tests/conftest.py``). Importing
+:mod:`pipeline` itself changes nothing (no variable, no file), so a notebook or another program can
+use the library without side effects. The settings (measured in ``../shared/spec/environment.md``):
 
 * ultralytics: settings file, font and runs stay inside the project (``YOLO_CONFIG_DIR``), offline,
   no auto-install, the ``Arial.ttf`` its font check wants is pre-seeded from matplotlib's DejaVu
@@ -10,11 +12,13 @@ with the same settings (measured in ``../shared/spec/environment.md``):
 * Hugging Face / timm / torch hub (smp encoders): offline, caches inside the project;
 * Prefect: home inside the project, no telemetry, no API URL inherited from the user's profile
   (each flow run then uses a temporary local server unless ``PREFECT_API_URL`` is set on purpose
-  by :mod:`flows.server`);
+  by :mod:`flows.server`, or by the user together with ``FUSEBENCH_KEEP_PREFECT_API_URL=1``);
 * DVC and matplotlib: no analytics, Agg backend, config inside the project.
 
-Values already set in the environment win (``setdefault``), so a user can point any of them
-elsewhere. ``FUSEBENCH_STATE`` moves the whole state folder (tests use a temporary one).
+Values already set in the environment win (``setdefault``: a user's ``OMP_NUM_THREADS`` is kept),
+so a user can point any of them elsewhere. Everything is written inside the state folder
+(:func:`state_dir`: ``<project>/.cache``; ``FUSEBENCH_STATE`` moves it, tests use a temporary one),
+never into the current folder.
 """
 from __future__ import annotations
 
@@ -35,9 +39,16 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def state_dir() -> Path:
-    """Folder for tool state (ultralytics settings, Prefect home, caches): ``<project>/.cache``."""
+    """Folder for tool state (ultralytics settings, Prefect home, caches): ``$FUSEBENCH_STATE``, else
+    ``<project>/.cache`` of the project around the current folder, else (run outside any project)
+    ``$XDG_CACHE_HOME/fusebench`` (``~/.cache/fusebench``): never a new ``.cache`` in some folder."""
     env = os.environ.get("FUSEBENCH_STATE")
-    return Path(env).resolve() if env else project_root() / ".cache"
+    if env:
+        return Path(env).resolve()
+    root = project_root()
+    if (root / "params.yaml").is_file() or (root / "dvc.yaml").is_file():
+        return root / ".cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fusebench"
 
 
 def offline_environment(state: Path) -> dict[str, str]:

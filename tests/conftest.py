@@ -16,7 +16,9 @@ import pytest
 _STATE = Path(tempfile.mkdtemp(prefix="fusebench-test-state-"))
 os.environ.setdefault("FUSEBENCH_STATE", str(_STATE))
 
-import pipeline  # noqa: E402  (applies the hermetic environment)
+from pipeline import hermetic  # noqa: E402
+
+hermetic.apply()   # before any heavy import, as the CLI and the flows do
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FUSEBENCH_SHARED", REPO.parent / "shared")).resolve()
@@ -61,3 +63,4 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+

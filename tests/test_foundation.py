@@ -176,3 +176,22 @@ def test_unknown_keys_are_errors_naming_key_and_section(tmp_path):
     with pytest.raises(ConfigError, match=r"report: missing key\(s\) \['confidence'\]"):
         report_config(params)
 
+
+def test_importing_the_library_changes_nothing(tmp_path, repo_root):
+    """Issue #18 defect 8: importing ``pipeline`` (and its light modules) leaves the environment and
+    the current folder as they were: no ``./.cache``, no font copy, the user's ``OMP_NUM_THREADS``
+    and ``PREFECT_API_URL`` kept. The CLI and the flows apply the hermetic settings themselves."""
+    script = ("import json, os; before = dict(os.environ); "
+              "import pipeline, pipeline.config, pipeline.fingerprint, pipeline.codegraph, pipeline.hermetic; "
+              "print(json.dumps({k: (before.get(k), os.environ.get(k)) for k in set(before) | set(os.environ) "
+              "if before.get(k) != os.environ.get(k)}))")
+    env = {k: v for k, v in os.environ.items() if k not in hermetic.offline_environment(tmp_path)
+           and k not in ("FUSEBENCH_STATE", "FUSEBENCH_KEEP_PREFECT_API_URL")}
+    env.update(PYTHONPATH=str(repo_root), HOME=str(tmp_path / "home"), OMP_NUM_THREADS="3",
+               PREFECT_API_URL="http://example.invalid/api")
+    work = tmp_path / "work"
+    work.mkdir()
+    out = subprocess.run([sys.executable, "-c", script], cwd=work, env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "{}"
+    assert list(work.iterdir()) == [] and not (tmp_path / "home").exists()

@@ -42,7 +42,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import time
 
-    import pipeline  # noqa: F401  (hermetic settings before torch)
+    from pipeline import hermetic
+
+    hermetic.apply()   # offline settings before torch
     import torch
 
     from pipeline.benchmarks._util import emit, median, peak_rss_mb, time_call
