@@ -64,3 +64,15 @@ def prefect_harness():
     with prefect_test_harness(server_startup_timeout=120):
         yield
 
+
+SHARED_FIXTURES = {"shared", "shared_data", "shared_reference"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that reads ``../shared`` (through a fixture of :data:`SHARED_FIXTURES`, directly
+    or through another fixture) carries ``@pytest.mark.shared`` (``pytest -m "not shared"`` then
+    selects exactly the tests that run without it); a missing marker is a collection error."""
+    unmarked = [item.nodeid for item in items
+                if SHARED_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("shared") is None]
+    if unmarked:
+        raise pytest.UsageError("tests reading ../shared without @pytest.mark.shared: " + ", ".join(unmarked))

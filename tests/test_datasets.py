@@ -21,6 +21,7 @@ def _stems(folder):
 # ------------------------------------------------------------------------------ real data
 
 
+@pytest.mark.shared
 def test_msrs_real(shared_data):
     root = shared_data / "MSRS"
     ds = load_dataset("msrs", root)
@@ -48,6 +49,7 @@ def test_msrs_real(shared_data):
     assert load_dataset("msrs", root, box_view=None).samples[0].boxes is None
 
 
+@pytest.mark.shared
 def test_m3fd_real(shared_data):
     root = shared_data / "M3FD"
     ds = load_dataset("m3fd", root)
@@ -73,6 +75,7 @@ def test_m3fd_real(shared_data):
 
 
 @pytest.mark.parametrize("name, n, vis_colour", [("RoadScene", 166, True), ("TNO", 17, False)])
+@pytest.mark.shared
 def test_generic_pairs_real(shared_data, name, n, vis_colour):
     ds = load_dataset("pairs", shared_data / name)
     assert len(ds.samples) == n and set(ds.splits) == {"all"}
@@ -82,6 +85,7 @@ def test_generic_pairs_real(shared_data, name, n, vis_colour):
     assert ir.ndim == 2 and (vis.ndim == 3) == vis_colour and ir.shape == vis.shape[:2]
 
 
+@pytest.mark.shared
 def test_medical_real_both_layouts(shared_data):
     root = shared_data / "medical"
     mlfuse = load_dataset("medical", root / "CT_MRI")                     # ctN.png + mrictN.png

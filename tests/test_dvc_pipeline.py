@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.slow   # about 3-4 min alone (runs by default)
+pytestmark = [pytest.mark.slow,              # about 3-4 min alone (runs by default)
+              pytest.mark.timeout(2400)]   # the module fixture runs the whole pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -104,6 +104,7 @@ def test_fuse_pair_colour_rules():
         fuse_pair(get_method("max"), ir[:20], vis)
 
 
+@pytest.mark.shared
 def test_shared_medical_and_roadscene_pairs(shared_data, tmp_path):
     pet_dir = shared_data / "medical" / "MRI_PET"
     name = sorted(p.name for p in (pet_dir / "PET").iterdir())[0]

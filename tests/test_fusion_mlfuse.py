@@ -50,6 +50,7 @@ def reference_pairs(shared):
                ref / "roadscene" / f"fusion_{name}")
 
 
+@pytest.mark.shared
 def test_state_dict_matches_spec_appendix(shared, weights):
     rows = re.findall(r"^\| (\d+) \| `([^`]+)` \| \[([\d, ]*)\] \| (\w+) \|$",
                       (shared / "spec" / "mlfuse.md").read_text(), flags=re.M)
@@ -75,6 +76,7 @@ def _boundary_ok(ours: np.ndarray, png: np.ndarray, ref_raw: np.ndarray, raw_dif
     assert off.mean() < 1e-3
 
 
+@pytest.mark.shared
 def test_raw_and_8bit_outputs_match_official(shared, method):
     """Raw outputs within RAW_MAX / RAW_MEAN of the official files (measured ≤ 1.7e-6 / 1.4e-7),
     8-bit images identical except ±1 on truncation boundaries. Machine-independent because the
@@ -90,6 +92,7 @@ def test_raw_and_8bit_outputs_match_official(shared, method):
         _boundary_ok(image, read_image(f"{stem}.png"), ref, float(err.max()))
 
 
+@pytest.mark.shared
 def test_eager_module_matches_official_and_fast_path(shared, weights):
     """The plain eager module (training's forward) reproduces the official raws to RAW_MAX; the fast
     path agrees with it; float64 differs from both by the official float32 rounding of the pixel sum."""
@@ -122,6 +125,7 @@ def test_official_postprocessing_truncates():
     np.testing.assert_array_equal(to_uint8_official(np.full((2, 2), 0.3, np.float32)), np.zeros((2, 2)))
 
 
+@pytest.mark.shared
 def test_checkpoint_errors_and_trained_layout(weights, tmp_path):
     with pytest.raises(DataError, match="weights file not found"):
         load_mlfnet(tmp_path / "nope.pth")
@@ -146,6 +150,7 @@ def test_checkpoint_errors_and_trained_layout(weights, tmp_path):
     assert np.abs(fused - expected[0, 0].numpy()).max() < 1e-5
 
 
+@pytest.mark.shared
 def test_metadata_and_flops(method):
     meta = method.metadata()
     assert meta["kind"] == "network" and meta["params"] == 111_817 and meta["name"] == "mlfuse"
@@ -153,6 +158,7 @@ def test_metadata_and_flops(method):
     assert method.gflops(240, 320) == pytest.approx(61.05 / 4, rel=0.01)
 
 
+@pytest.mark.shared
 def test_cli_fuse_mlfuse_matches_reference(shared, tmp_path, weights):
     ir, vis, stem = list(reference_pairs(shared))[5]
     out, raw = tmp_path / "f.png", tmp_path / "f.npy"
@@ -169,6 +175,7 @@ def test_cli_fuse_mlfuse_matches_reference(shared, tmp_path, weights):
                  "--vis", str(vis), "--ir", str(ir), "--out", str(tmp_path / "x.png")]) == 2
 
 
+@pytest.mark.shared
 def test_fast_workspace_reuse_sizes_and_threads(weights):
     """The fast path reuses its buffers: results do not depend on earlier calls, sizes or threads."""
     from concurrent.futures import ThreadPoolExecutor
@@ -196,6 +203,7 @@ def test_fast_workspace_reuse_sizes_and_threads(weights):
     assert (plain(*inputs[1]) - fresh[1]).abs().max() < 1e-6
 
 
+@pytest.mark.shared
 def test_float32_error_within_the_derived_bound(shared, weights, monkeypatch):
     """The premise of RAW_MAX: on shipped pairs both the official files and this implementation lie
     within one float32-forward bound of the exact value (float64, official gate-sum order)."""

@@ -296,6 +296,7 @@ def test_flow_runs_one_method(tmp_path, prefect_harness, monkeypatch):
 # real MSRS pairs
 
 
+@pytest.mark.shared
 def test_stage_on_real_msrs_pairs(tmp_path, shared_data):
     """Real MSRS pairs (8 train, 3 test, 480x640) with the infrared sources as the 'fused' images."""
     source = load_dataset("msrs", shared_data / "MSRS")

@@ -27,6 +27,7 @@ def _files(folder, suffix=".png"):
     return sorted(p for p in folder.iterdir() if p.suffix == suffix)
 
 
+@pytest.mark.shared
 def test_msrs_real_counts(shared_data, capsys):
     root = shared_data / "MSRS"
     rc, out, err = _run(capsys, "--dataset", "msrs", "--root", root)
@@ -50,6 +51,7 @@ def test_msrs_real_counts(shared_data, capsys):
     assert pixels[len(MSRS_SEG_CLASSES):].sum() == 0
 
 
+@pytest.mark.shared
 def test_m3fd_real_counts(shared_data, capsys):
     root = shared_data / "M3FD"
     rc, out, _err = _run(capsys, "--dataset", "m3fd", "--root", root)
@@ -66,6 +68,7 @@ def test_m3fd_real_counts(shared_data, capsys):
 @pytest.mark.parametrize("kind, sub, quick", [("pairs", "RoadScene", False), ("pairs", "TNO", False),
                                               ("medical", "medical", False), ("medical", "medical/CT_MRI", True),
                                               ("msrs", "MSRS", True)])
+@pytest.mark.shared
 def test_other_real_sets(shared_data, capsys, kind, sub, quick):
     root = shared_data / sub
     rc, out, _err = _run(capsys, "--dataset", kind, "--root", root, *(["--quick"] if quick else []))

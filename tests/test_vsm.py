@@ -11,6 +11,7 @@ from pipeline.imageio import read_image, write_image
 from pipeline.vsm import compute_vsm_maps, map_path, saliency_table, to_uint8, vsm, vsm_file
 
 
+@pytest.mark.shared
 def test_vsm_matches_reference_maps(shared_reference):
     ref = shared_reference / "vsm"
     for key, shape in (("img1", (329, 500, 3)), ("img2", (329, 500))):
@@ -53,6 +54,7 @@ def test_vsm_joint_rule_and_degenerate_cases():
     assert to_uint8(np.array([0.5 / 255, 0.499 / 255]))[0] == 1
 
 
+@pytest.mark.shared
 def test_vsm_cli_writes_map_and_png(shared_reference, tmp_path):
     src = shared_reference / "vsm" / "img2_0.png"
     out, png = tmp_path / "m.npy", tmp_path / "m.png"
@@ -83,6 +85,7 @@ def test_vsm_stage_layout_and_resume(tmp_path):
     assert "ir.png" in str(err.value)
 
 
+@pytest.mark.shared
 def test_vsm_wls_matches_octave_reference(shared_reference):
     ref = shared_reference / "vsm"
     i1 = np.load(ref / "wls_input_img1_gray.npy")
