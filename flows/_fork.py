@@ -136,7 +136,9 @@ def preload(modules=PRELOAD) -> list[str]:
     """Import the heavy libraries (missing ones are skipped); returns those imported."""
     import importlib
 
-    import pipeline  # noqa: F401  (hermetic environment first)
+    from pipeline import hermetic
+
+    hermetic.apply()  # hermetic environment first (idempotent: the flows package applied it)
 
     done = []
     for name in modules:
@@ -257,7 +259,9 @@ def _run_module(module: str, args: list[str]) -> int:
 def serve(path: str, ready_fd: int | None = None, modules=PRELOAD) -> int:
     """Pre-import ``modules``, then serve stage requests on the Unix socket ``path`` until SIGTERM;
     ``ready_fd`` (a pipe) gets a line once the socket listens."""
-    import pipeline  # noqa: F401  (the hermetic environment, as every client has it)
+    from pipeline import hermetic
+
+    hermetic.apply()  # the hermetic environment, as every client has it
 
     env = _import_env(dict(os.environ))  # before the imports, which set some (TORCH_CPP_LOG_LEVEL ...)
     loaded = preload(modules)
