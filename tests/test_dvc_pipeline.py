@@ -62,6 +62,8 @@ def tiny_params(params: dict) -> dict:
     fusion = params.setdefault("fusion", {})
     fusion["methods"] = {"ir": {}, "average": {}}
     fusion["datasets"] = ["m3fd", "msrs"]
+    params["prior"].pop("profiles", None)
+    params["prior"]["candidates"] = ["average"]          # Diff-IF's prior over the configured methods
     params.setdefault("metrics", {}).update(convention="matlab", only=["EN", "SF"], splits=None)
     detection = params["detection"]
     detection.pop("profiles", None)      # tiny values set directly (a profile block would override them)
@@ -93,7 +95,7 @@ def project(tmp_path_factory) -> Path:
     run(["git", "commit", "-qm", "init"], root)
     ran = repro(root, "repro", server=True)
     methods = ("ir", "average")
-    expected = {"demo_data", "vsm", "train@mlfuse", "report", "perturb", "frozen", "robustness",
+    expected = {"demo_data", "vsm", "train@mlfuse", "prior", "report", "perturb", "frozen", "robustness",
                 *(f"{s}@{m}" for s in ("fuse", "metrics", "detect", "segment") for m in methods)}
     assert ran == expected
     run(["git", "add", "-A"], root)

@@ -27,6 +27,7 @@ from pipeline.report.gains import HEADLINE, BootstrapConfig, compute_gains_and_c
 from pipeline.report.load import StageResults, configured_datasets, load_results
 from pipeline.report.render import Figure, Section, Table, Text, to_html, to_markdown
 from pipeline.report.studies import study_sections
+from pipeline.report.prior import TITLE as PRIOR_TITLE, prior_blocks
 from pipeline.report.training import flagged, training_blocks, training_summaries
 from pipeline.results import versions, write_csv, write_json
 
@@ -261,6 +262,7 @@ def build_sections(results: StageResults, summary: dict, params: dict, config: d
     sections.append(Section("How big and how fast is each method?", blocks))
     trained = training_summaries(results.root, results.methods)
     sections.append(Section("How were the trained methods trained?", training_blocks(trained)))
+    sections.append(Section(PRIOR_TITLE, prior_blocks(results.root, params, results.methods)))
     sections.append(Section("What the images look like", _example_blocks(results, params, config)))
     sections.append(Section("How these numbers were produced",
                             _provenance_blocks(splits, summary["versions"], params, config)))
