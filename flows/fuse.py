@@ -53,14 +53,16 @@ def method_options(params: dict, method: str) -> dict:
     return dict(methods[method] or {})
 
 
-def fuse_batch(method: str, options: dict, samples: list, out_dir: str, gray: bool, dataset: str) -> dict:
+def fuse_batch(method: str, options: dict, samples: list, out_dir: str, gray: bool, dataset: str,
+               population: list | None = None) -> dict:
     """Fuse one batch of samples into ``out_dir`` (a Prefect task; builds the method itself so it
-    runs the same in a thread or on a Dask worker)."""
+    runs the same in a thread or on a Dask worker). ``population``: the dataset's samples, for
+    controls that use other scenes (``kind: control``)."""
     from pipeline.fusion.registry import get_method
     from pipeline.fusion.stage import fuse_samples
 
     return fuse_samples(get_method(method, **options), samples, out_dir, gray=gray, dataset=dataset,
-                        progress=False)
+                        progress=False, population=population)
 
 
 def combine_stats(parts: list[dict]) -> dict:
@@ -95,7 +97,10 @@ def fuse_flow(params: dict, method: str) -> dict:
     with staged(finals, key) as staging:
         *image_dirs, record_dir = staging
         for (ds, dataset), out_dir in zip(data.items(), image_dirs):
-            units = [(f"{ds}:{start}", (method, options, batch, str(out_dir), gray, ds))
+            population = dataset.samples if fused_method.kind == "control" else None
+            if population is not None:
+                fused_method.bind(population)              # a control that cannot be built fails here, once
+            units = [(f"{ds}:{start}", (method, options, batch, str(out_dir), gray, ds, population))
                      for start, batch in batches(dataset.samples, batch_size(params))]
             report = run_units(f"fuse:{method}", fuse_batch, units)
             report.raise_if_failed()

@@ -12,7 +12,12 @@ Written layouts (read by the ordinary loaders of :mod:`pipeline.datasets`)::
     <out>/MSRS/{train,test}/{ir,vi,Segmentation_labels}/<00001D|00002N>.png   ir: 1 channel, vi: RGB
     <out>/MSRS/detection_labels/fusion/{train,test}/<name>.txt + classes.txt   YOLO person/bicycle/car
     <out>/M3FD/{Ir,Vis}/<00000>.png, Annotation/<00000>.xml (VOC), meta/{train,val,test}.txt
+    <out>/MSRS/{train,test}/evidence/<name>.png, <out>/M3FD/evidence/<name>.png  evidence maps
     <out>/manifest.json, <out>/README.txt                                     generator parameters
+
+Evidence maps (:mod:`pipeline.demo_evidence`; read by the ``oracle`` control): per pixel 0 = no
+labelled region or both/neither modality shows it, 1 = infrared only, 2 = visible only. The rule
+that finds them: ``<folder of the visible image>/../evidence/<name>.png``.
 
 Every pair draws from its own generator seeded with ``(seed, dataset, index)``, so output is
 byte-identical for a seed whatever the thread scheduling. The folder is built beside ``out`` and
@@ -32,6 +37,7 @@ import numpy as np
 
 import pipeline
 from pipeline.datasets import MSRS_BOX_CLASSES, MSRS_SEG_CLASSES, seeded_split
+from pipeline.demo_evidence import evidence_map
 from pipeline.demo_objects import draw_background, place_objects
 from pipeline.demo_scene import DemoObject, Scene, object_boxes, render
 from pipeline.errors import ConfigError
@@ -78,6 +84,11 @@ def make_scene(config: DemoConfig, dataset: str, index: int):
 
     Returns ``(ir, vis, label, objects, night)``: uint8 ``H×W`` infrared, ``H×W×3`` RGB visible,
     ``H×W`` MSRS class ids, the labelled :class:`DemoObject` list with boxes, and the night flag."""
+    return make_scene_with_evidence(config, dataset, index)[:5]
+
+
+def make_scene_with_evidence(config: DemoConfig, dataset: str, index: int):
+    """:func:`make_scene` plus the scene's evidence map (uint8 ``H×W``, :mod:`pipeline.demo_evidence`)."""
     rng = np.random.default_rng([config.seed, _CODES[dataset], index])
     scene = Scene(rng, config.height, config.width, bool(rng.random() < config.night_fraction))
     msrs = dataset == "msrs"
@@ -93,7 +104,10 @@ def make_scene(config: DemoConfig, dataset: str, index: int):
         labelled = set(M3FD_DEMO_CLASSES)
     place_objects(scene, counts, labelled)
     ir, vis = render(scene)
-    return ir, vis, scene.label, object_boxes(scene), scene.night
+    objects = object_boxes(scene)
+    kept = np.isin(scene.inst, [o.inst for o in objects]) * scene.inst   # labelled objects with a box
+    evidence = evidence_map(ir, vis, scene.label if msrs else np.zeros_like(scene.label), kept, msrs)
+    return ir, vis, scene.label, objects, scene.night, evidence
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -127,27 +141,40 @@ def _yolo_txt(objects: list[DemoObject], height: int, width: int) -> str:
 
 
 def _write_msrs_pair(config: DemoConfig, root: Path, index: int, split: str) -> dict:
-    ir, vis, label, objects, night = make_scene(config, "msrs", index)
+    ir, vis, label, objects, night, evidence = make_scene_with_evidence(config, "msrs", index)
     name = f"{index:05d}{'N' if night else 'D'}"
+    (root / split / "evidence" / f"{name}.png").write_bytes(_png(evidence))
     (root / split / "ir" / f"{name}.png").write_bytes(_png(ir))
     (root / split / "vi" / f"{name}.png").write_bytes(_png(vis))
     (root / split / "Segmentation_labels" / f"{name}.png").write_bytes(_png(label))
     boxes = [o for o in objects if o.kind in MSRS_DEMO_BOXES]
     (root / "detection_labels" / "fusion" / split / f"{name}.txt").write_text(
         _yolo_txt(boxes, config.height, config.width))
-    return {"name": name, "split": split, "night": night,
+    return {"name": name, "split": split, "night": night, "evidence": _evidence_share(evidence),
             "boxes": [MSRS_DEMO_BOXES[o.kind] for o in boxes],
             "pixels": np.bincount(label.ravel(), minlength=len(MSRS_SEG_CLASSES)).tolist()}
 
 
 def _write_m3fd_pair(config: DemoConfig, root: Path, index: int) -> dict:
-    ir, vis, _label, objects, night = make_scene(config, "m3fd", index)
+    ir, vis, _label, objects, night, evidence = make_scene_with_evidence(config, "m3fd", index)
     name = f"{index:05d}"
+    (root / "evidence" / f"{name}.png").write_bytes(_png(evidence))
     (root / "Ir" / f"{name}.png").write_bytes(_png(np.repeat(ir[:, :, None], 3, axis=2)))
     (root / "Vis" / f"{name}.png").write_bytes(_png(vis))
     (root / "Annotation" / f"{name}.xml").write_text(_voc_xml(name, objects, config.height,
                                                               config.width))
-    return {"name": name, "night": night, "boxes": [M3FD_DEMO_CLASSES[o.kind] for o in objects]}
+    return {"name": name, "night": night, "evidence": _evidence_share(evidence),
+            "boxes": [M3FD_DEMO_CLASSES[o.kind] for o in objects]}
+
+
+def _evidence_share(evidence: np.ndarray) -> list[int]:
+    """Pixel counts of the evidence codes 0, 1, 2."""
+    return np.bincount(evidence.ravel(), minlength=3)[:3].tolist()
+
+
+def _evidence_total(records: list[dict]) -> dict[str, int]:
+    total = np.sum([r["evidence"] for r in records], axis=0) if records else np.zeros(3, int)
+    return dict(zip(("none_or_both", "ir_only", "vis_only"), (int(v) for v in total)))
 
 
 def _count(records: list[dict], key: str = "boxes") -> dict[str, int]:
@@ -161,10 +188,10 @@ def _count(records: list[dict], key: str = "boxes") -> dict[str, int]:
 def _build(config: DemoConfig, out: Path, workers: int) -> dict:
     msrs, m3fd = out / "MSRS", out / "M3FD"
     for split in ("train", "test"):
-        for sub in ("ir", "vi", "Segmentation_labels"):
+        for sub in ("ir", "vi", "Segmentation_labels", "evidence"):
             (msrs / split / sub).mkdir(parents=True)
         (msrs / "detection_labels" / "fusion" / split).mkdir(parents=True)
-    for sub in ("Ir", "Vis", "Annotation", "meta"):
+    for sub in ("Ir", "Vis", "Annotation", "meta", "evidence"):
         (m3fd / sub).mkdir(parents=True)
     (msrs / "detection_labels" / "classes.txt").write_text(
         "".join(f"{i} {c}\n" for i, c in enumerate(MSRS_BOX_CLASSES)))
@@ -188,11 +215,12 @@ def _build(config: DemoConfig, out: Path, workers: int) -> dict:
                  "night": sum(r["night"] for r in msrs_records),
                  "seg_classes": list(MSRS_SEG_CLASSES),
                  "pixels_per_class": dict(zip(MSRS_SEG_CLASSES, pixels.tolist())),
-                 "box_classes": list(MSRS_BOX_CLASSES), "boxes_per_class": _count(msrs_records)},
+                 "box_classes": list(MSRS_BOX_CLASSES), "boxes_per_class": _count(msrs_records),
+                 "evidence_pixels": _evidence_total(msrs_records)},
         "m3fd": {"pairs": config.m3fd_pairs, "night": sum(r["night"] for r in m3fd_records),
                  "classes": list(M3FD_DEMO_CLASSES.values()),
                  "split": {s: sum(v == s for v in assignment.values()) for s in ("train", "val", "test")},
-                 "boxes_per_class": _count(m3fd_records)},
+                 "boxes_per_class": _count(m3fd_records), "evidence_pixels": _evidence_total(m3fd_records)},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     (out / "README.txt").write_text(_readme(manifest))
@@ -210,6 +238,16 @@ def _readme(manifest: dict) -> str:
             f"M3FD/  M3FD layout, {p['m3fd_pairs']} pairs (Ir stored as 3 equal channels), VOC boxes "
             "in Annotation/ with classes " + ", ".join(manifest["m3fd"]["classes"])
             + f",\n       meta/{{train,val,test}}.txt: seeded split {p['m3fd_split']}.\n\n"
+            "Evidence maps (for the `oracle` positive control): MSRS/<split>/evidence/<name>.png and\n"
+            "M3FD/evidence/<name>.png, one 8-bit grey PNG per scene, the size of the pair. Per pixel:\n"
+            "  0 = no labelled region there, or both or neither modality shows the region,\n"
+            "  1 = only the infrared image shows it (e.g. warm people at night),\n"
+            "  2 = only the visible image shows it (e.g. painted cold objects: cones, bumps, curbs).\n"
+            "Regions: the labelled objects (M3FD boxes / MSRS instances) and, in MSRS, the labelled\n"
+            "segmentation regions without an instance (curbs, bumps). A modality shows a region when its\n"
+            "contrast-to-noise ratio CNR against the unlabelled ring around it passes the Rose criterion\n"
+            "(CNR * sqrt(pixels) >= 5) and is >= 2x the other modality's (pipeline/demo_evidence.py).\n"
+            "Pixel counts per code: manifest.json.\n\n"
             "Generator parameters and label statistics: manifest.json.\n")
 
 

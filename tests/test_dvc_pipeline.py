@@ -61,6 +61,7 @@ def tiny_params(params: dict) -> dict:
                  preview_every=1, preview_count=1)
     fusion = params.setdefault("fusion", {})
     fusion["methods"] = {"ir": {}, "average": {}}
+    fusion.get("profiles", {}).pop("demo", None)   # no controls here (test_controls / test_verdicts)
     fusion["datasets"] = ["m3fd", "msrs"]
     params["prior"].pop("profiles", None)
     params["prior"]["candidates"] = ["average"]          # Diff-IF's prior over the configured methods

@@ -7,6 +7,8 @@
 * :mod:`pipeline.fusion.mlfuse` — ``mlfuse`` (network :mod:`pipeline.fusion.mlfuse_net`, fast
   inference :mod:`pipeline.fusion.mlfuse_fast`);
 * :mod:`pipeline.fusion.precomputed` — ``kind: precomputed`` folders of fused images;
+* :mod:`pipeline.fusion.controls` — ``kind: control``: the ``oracle`` (positive) and ``shuffled``
+  (negative) controls of the report's sensitivity check;
 * :mod:`pipeline.fusion.colour` — YCbCr formulas and the grey/colour rule;
 * :mod:`pipeline.fusion.stage` — ``fuse_pair``, ``fuse_samples``, ``run_fusion`` (files, resume, timing).
 """

@@ -5,7 +5,8 @@ float images in [0, 1]** (H×W, float32 or float64, equal size; ``ir`` = infrare
 ``vis`` = visible / MRI) and returns the method's float output ``raw`` (H×W). ``to_uint8(raw)`` is the
 method's own conversion to 8 bits (default: clip to [0, 1], ×255, round half up; ``mlfuse`` uses the
 official min-max + truncation). Metadata: ``name``, ``kind`` (``baseline`` | ``classical`` |
-``network`` | ``precomputed``), ``parameters`` (the options it was built with), ``params_count()``
+``network`` | ``precomputed`` | ``control``; controls, :mod:`pipeline.fusion.controls`, are built
+per scene through ``bind``/``sample_image`` and exist to test the benchmark), ``parameters`` (the options it was built with), ``params_count()``
 (learnable numbers, 0 for non-network methods) and ``gflops(h, w)`` (per image; 0 for non-network).
 
 ``get_method(name, **options)``: ``options["kind"]`` may name a registered implementation so one
@@ -139,7 +140,8 @@ class FusionMethod:
 
 def _load_builtin() -> None:
     # importing the modules registers their classes
-    from pipeline.fusion import classical, mlfuse, precomputed, published, published_tf, trained  # noqa: F401
+    from pipeline.fusion import (classical, controls, mlfuse, precomputed, published,  # noqa: F401
+                                 published_tf, trained)
 
 
 def available_methods() -> list[str]:

@@ -91,8 +91,11 @@ def _precomputed_image(method, path: Path, ir: np.ndarray, vis: np.ndarray, gray
 
 
 def fuse_samples(method: FusionMethod, samples: Iterable, out_dir: str | Path, gray: bool = False,
-                 dataset: str | None = None, progress: bool = True) -> dict:
-    """Fuse every sample into ``out_dir/<name>.png`` (resumable); returns timing stats."""
+                 dataset: str | None = None, progress: bool = True, population: Sequence | None = None) -> dict:
+    """Fuse every sample into ``out_dir/<name>.png`` (resumable); returns timing stats.
+
+    ``population``: every sample of the dataset when ``samples`` is one batch of it; a control
+    (``kind: control``) is bound to it (the ``shuffled`` control draws its donors from it)."""
     from tqdm import tqdm
 
     from pipeline.datasets import image_header_size
@@ -100,6 +103,8 @@ def fuse_samples(method: FusionMethod, samples: Iterable, out_dir: str | Path, g
     samples = list(samples)
     out_dir = Path(out_dir)
     located = method.locate([s.name for s in samples], dataset) if method.kind == "precomputed" else {}
+    if method.kind == "control":
+        method.bind(list(population) if population is not None else samples)
     shapes = {s.name: image_header_size(s.vis) for s in samples}
     todo = [s for s in samples if not _done(out_dir / f"{s.name}.png", shapes[s.name])]
     compute = wall = 0.0
@@ -111,10 +116,10 @@ def fuse_samples(method: FusionMethod, samples: Iterable, out_dir: str | Path, g
         chunk = todo[start:start + CHUNK]
         t0 = time.perf_counter()
         pairs = [read_pair(s) for s in chunk]
-        if method.kind == "precomputed":
+        if method.kind in ("precomputed", "control"):
             t1 = time.perf_counter()
-            images = [_precomputed_image(method, located[s.name], ir, vis, gray)
-                      for s, (ir, vis) in zip(chunk, pairs)]
+            images = [_precomputed_image(method, located[s.name], ir, vis, gray) if method.kind == "precomputed"
+                      else method.sample_image(s, ir, vis, gray) for s, (ir, vis) in zip(chunk, pairs)]
             compute += time.perf_counter() - t1
         else:
             prepared = [method.prepare(ir, vis) for ir, vis in pairs]
