@@ -186,6 +186,11 @@ def map50_statistic(tables: Sequence) -> Statistic:
     return Statistic(stat, len(prepared))
 
 
+def level_text(confidence: float) -> str:
+    """An interval level as the report prints it: 0.95 -> "95 %", 0.975 -> "97.5 %"."""
+    return f"{100 * float(confidence):g} %"
+
+
 def percentile_interval(differences: np.ndarray, confidence: float = 0.95) -> tuple[float, float, int]:
     """``(low, high, valid)``: the central ``confidence`` percentile interval of the finite values."""
     values = np.asarray(differences, dtype=np.float64)

@@ -21,6 +21,7 @@ import yaml
 from pipeline.config import checked, section
 from pipeline.imageio import write_bytes, write_text
 from pipeline.report import tables as T
+from pipeline.report.bootstrap import level_text
 from pipeline.report.examples import dataset_examples
 from pipeline.report.figures import gain_chart
 from pipeline.report.gains import HEADLINE, BootstrapConfig, compute_gains_and_check
@@ -49,8 +50,8 @@ def report_config(params: dict) -> dict:
 
 
 def level(config: dict) -> str:
-    """The configured interval level as text: 0.95 -> "95 %", 0.975 -> "97.5 %"."""
-    return f"{100 * float(config['confidence']):g} %"
+    """The configured interval level as text (:func:`.bootstrap.level_text`)."""
+    return level_text(config["confidence"])
 
 
 def bootstrap_config(config: dict) -> BootstrapConfig:

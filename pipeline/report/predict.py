@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.report.bootstrap import level_text
 from pipeline.report.gains import HEADLINE
 from pipeline.report.load import read_json_file
 from pipeline.report.ranks import by_units
@@ -128,7 +129,7 @@ def scatter_figure(task: str, picks: list[pd.Series], tables: dict, points: dict
     return _encode(fig, "png")
 
 
-def sentence(task: str, dataset: str, frame: pd.DataFrame, most_used: str) -> str:
+def sentence(task: str, dataset: str, frame: pd.DataFrame, most_used: str, level: str = "95 %") -> str:
     if frame.empty:
         return f"- {task}: not enough fusion methods with both metrics and {HEADLINE[task]} (needs 3)."
     top = frame.dropna(subset=["spearman"]).iloc[0]
@@ -138,7 +139,7 @@ def sentence(task: str, dataset: str, frame: pd.DataFrame, most_used: str) -> st
     used_text = (f"; the most-used metric {most_used} has ρ = {used.iloc[0]['spearman']:+.2f} "
                  f"({used.iloc[0]['spearman_ci_low']:+.2f} to {used.iloc[0]['spearman_ci_high']:+.2f})" if len(used) else "")
     head = (f"- {task} on {dataset} ({n} fusion methods): the metric that tracks {HEADLINE[task]} best is "
-            f"{top['metric']} ({top['convention']}, ρ = {top['spearman']:+.2f}, 95 % interval "
+            f"{top['metric']} ({top['convention']}, ρ = {top['spearman']:+.2f}, {level} interval "
             f"{top['spearman_ci_low']:+.2f} to {top['spearman_ci_high']:+.2f}){used_text}. ")
     if clear.empty:
         return head + ("No metric's interval excludes 0: with this many methods, no fusion metric can be said to "
@@ -153,7 +154,8 @@ def predict_blocks(root: Path, methods: list[str], datasets: dict, config: dict,
 
     most_used = config.get("most_used_metric", "EN")
     blocks: list = [Text("Across fusion methods (every seed a point; `ir`/`vis` left out), the rank correlation "
-                         "between each fusion metric and each downstream score, with 95 % intervals from a "
+                         f"between each fusion metric and each downstream score, with {level_text(config['confidence'])} "
+                         "intervals from a "
                          f"bootstrap over methods. Most-used metric: {most_used} (reported by nearly every "
                          "infrared-visible fusion paper). Computed from results on disk (no retraining).")]
     frames, sentences = [], []
@@ -164,7 +166,7 @@ def predict_blocks(root: Path, methods: list[str], datasets: dict, config: dict,
         tables = metric_tables(Path(root), methods, dataset)
         points = downstream_points(Path(root), task, dataset, methods)
         frame = correlation_frame(tables, points, task, config)
-        sentences.append(sentence(task, dataset, frame, most_used))
+        sentences.append(sentence(task, dataset, frame, most_used, level_text(config["confidence"])))
         if frame.empty:
             continue
         frames.append(frame)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.report.bootstrap import (difference_interval, full_weights, map50_statistic, miou_statistic,
-                                       percentile_interval, resample_weights)
+from pipeline.report.bootstrap import (Resamples, difference_interval, full_weights, level_text,
+                                       map50_statistic, miou_statistic, percentile_interval, resample_weights)
 from pipeline.report.gains import HEADLINE, PerImage, per_image_data, records_in
 from pipeline.report.load import load_confusions, read_json_file
 from pipeline.report.ranks import correlate
@@ -87,9 +87,10 @@ def aligned(systems: dict[str, PerImage]) -> tuple[list[str], dict]:
 def level_rows(task: str, group: str, systems: dict[str, PerImage], config: dict) -> list[dict]:
     """Score and gain-over-best-single rows of every system at one level."""
     names, stats = aligned(systems)
-    weights, ones = resample_weights(len(names), int(config["samples"]), int(config["seed"])), full_weights(len(names))
-    boot = {m: s(weights) for m, s in stats.items()}
-    full = {m: float(s(ones)[0]) for m, s in stats.items()}
+    draws = Resamples(len(names), int(config["samples"]), int(config["seed"]))   # seeds, then images
+    values = {m: draws.values(s) for m, s in stats.items()}
+    boot = {m: v[0] for m, v in values.items()}
+    full = {m: v[1] for m, v in values.items()}
     singles = [m for m in ("ir", "vis") if m in full]
     best = max(singles, key=lambda m: full[m]) if singles else None
     rows = []
@@ -148,7 +149,7 @@ def breakdown(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def curves_figure(frame: pd.DataFrame, task: str, labels: dict) -> bytes:
+def curves_figure(frame: pd.DataFrame, task: str, labels: dict, level: str = "95 %") -> bytes:
     """Top row: score vs level per family (intervals as error bars; ir/vis dashed); bottom row:
     gain over the best single modality with its interval, zero line."""
     from pipeline.report.figures import _encode, _pyplot
@@ -184,7 +185,7 @@ def curves_figure(frame: pd.DataFrame, task: str, labels: dict) -> bytes:
     axes[0, 0].set_ylabel(f"{metric}")
     axes[1, 0].set_ylabel(f"gain in {metric} over best single")
     axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    fig.suptitle(f"{task}: {metric} under perturbations (bars: 95 % bootstrap intervals)")
+    fig.suptitle(f"{task}: {metric} under perturbations (bars: {level} bootstrap intervals)")
     fig.tight_layout()
     return _encode(fig, "png")
 
@@ -228,7 +229,7 @@ def frozen_comparison(root: Path, data_methods: list[str], datasets: dict, confi
     return out
 
 
-def _agree_text(task: str, result: dict) -> str:
+def _agree_text(task: str, result: dict, level: str = "95 %") -> str:
     c = result["correlation"]
     lo, hi = c["spearman_ci95"]
     if not np.isfinite(c["spearman"]):
@@ -236,7 +237,7 @@ def _agree_text(task: str, result: dict) -> str:
     verdict = ("the frozen evaluator ranks the methods like the retrain protocol" if lo > 0.5 else
                "the two protocols rank the methods differently: the frozen evaluator cannot stand in"
                if hi < 0.5 else "the data cannot tell whether the frozen evaluator ranks the methods alike")
-    return (f"- {task}: Spearman ρ = {c['spearman']:+.2f} (95 % interval {lo:+.2f} to {hi:+.2f}), Kendall τ = "
+    return (f"- {task}: Spearman ρ = {c['spearman']:+.2f} ({level} interval {lo:+.2f} to {hi:+.2f}), Kendall τ = "
             f"{c['kendall']:+.2f}, {len(result['table'])} methods, {result['n_images']} test images: {verdict}.")
 
 
@@ -259,7 +260,7 @@ def robustness_blocks(root: Path, methods: list[str], datasets: dict, config: di
         blocks.append(Text(
             "Each method's detector and segmenter, trained on its **clean** fused images, applied unchanged to "
             "its fusion of perturbed test pairs (labels in the visible frame; misregistration moves the infrared "
-            "image). Level 0 is the clean test image; intervals are 95 % percentile bootstrap intervals over the "
+            "image). Level 0 is the clean test image; intervals are " + level_text(config["confidence"]) + " percentile bootstrap intervals over the "
             "perturbed test images; the gain is over the better single modality *at the same level*, significant "
             f"when its paired interval lies above 0. {len(data)} methods; "
             f"{int(frame['n_images'].max())} images per level."))
@@ -268,7 +269,7 @@ def robustness_blocks(root: Path, methods: list[str], datasets: dict, config: di
         for task in ("detection", "segmentation"):
             if (frame["task"] == task).any():
                 blocks.append(Figure(f"robustness_{task}.png", f"{task}: score and gain vs perturbation level",
-                                     curves_figure(frame, task, labels)))
+                                     curves_figure(frame, task, labels, level_text(config["confidence"]))))
         if not lost.empty:
             blocks.append(Table("Where each method's gain over the best single modality stops being significant",
                                 lost.set_index("method").astype(str), raw=True))
@@ -288,7 +289,7 @@ def robustness_blocks(root: Path, methods: list[str], datasets: dict, config: di
         blocks.append(Text("Not available: the frozen evaluator or the per-method results are missing (needs at "
                            "least 3 methods)."))
     for task, result in comparison.items():
-        blocks.append(Text(_agree_text(task, result)))
+        blocks.append(Text(_agree_text(task, result, level_text(config["confidence"]))))
         blocks.append(Table(f"{task}: {HEADLINE[task]} under both protocols (same test images)",
                             result["table"].round(3).astype(str), raw=True))
         if out is not None:
