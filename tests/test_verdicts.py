@@ -14,7 +14,7 @@ from pipeline.report.bootstrap import Resamples, mean_statistic, paired_bootstra
 from pipeline.report.gains import verdict
 from pipeline.results import write_json
 from pipeline.segmentation import metrics as seg_metrics
-from test_report import DET_CLASSES, _detections
+from test_report import DET_CLASSES, SMALL, _detections
 
 SEG_CLASSES = ["unlabelled", "car", "person"]
 
@@ -122,7 +122,7 @@ def _write_methods(root: Path, skills: dict[str, float], seeds: int, n: int = 16
 def _params(methods, **report) -> dict:
     return {"profile": "demo", "datasets": {},
             "fusion": {"methods": {m: ({"kind": m} if m in ("oracle", "shuffled") else {}) for m in methods}},
-            "report": {"bootstrap_samples": 300, "seed": 0, "confidence": 0.95, "example_scenes": 0, **report}}
+            "report": {**SMALL, "bootstrap_samples": 300, "example_scenes": 0, **report}}
 
 
 GOOD = {"ir": 0.55, "vis": 0.5, "average": 0.8, "oracle": 0.9, "shuffled": 0.1}
