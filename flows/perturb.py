@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from flows._common import main_entry, run_inline, stage_flow
-from flows._staging import fingerprint, staged
-
-CODE = ("pipeline/perturb", "pipeline/datasets.py", "pipeline/imageio.py")
+from flows._staging import stage_key, staged
+from pipeline.config import section
 
 
 @stage_flow("perturb")
@@ -21,7 +20,8 @@ def perturb_flow(params: dict) -> dict:
     from pipeline.perturb.stage import perturb_settings, run_perturb
 
     final = Path(perturb_settings(params)["out"])
-    with staged([final], fingerprint({k: params.get(k) for k in ("perturb", "datasets")}, CODE)) as (staging,):
+    key = stage_key("flows.perturb", perturb=section(params, "perturb"), datasets=section(params, "datasets"))
+    with staged([final], key) as (staging,):
         index = run_inline("perturb", "write", run_perturb, params, staging, log=print)
     return {"levels": index["families"]}
 
