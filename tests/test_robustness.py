@@ -63,7 +63,7 @@ def test_metric_prediction_table_recovers_known_ordering(tmp_path):
     assert any(f"best is {top}" in getattr(b, "text", "") for b in blocks)       # the plain-language sentence
 
 
-def _seg_results(folder: Path, method: str, quality: dict[str, float], n: int = 6, seeds=(0,)) -> None:
+def _seg_results(folder: Path, method: str, quality: dict[str, float], n: int = 6, seeds=(0,), prefix: str = "") -> None:
     """Synthetic robustness results: per group, each image's confusion has ``quality`` of its
     pixels right (2 classes, 100 pixels per class)."""
     from pipeline.segmentation.run import save_npz
@@ -76,8 +76,10 @@ def _seg_results(folder: Path, method: str, quality: dict[str, float], n: int = 
             keys.append(f"{group}/{i:05d}")
             mats.append(np.array([[right, 100 - right], [100 - right, right]]))
     for seed in seeds:
-        save_npz(folder / method / f"segmentation_seed{seed}.npz", names=np.array(keys), classes=np.array(["bg", "car"]),
-                 confusion=np.array(mats))
+        save_npz(folder / method / f"{prefix}segmentation_seed{seed}.npz", names=np.array(keys),
+                 classes=np.array(["bg", "car"]), confusion=np.array(mats))
+    if prefix:
+        return
     _write(folder / method / "summary.json", {"method": method, "seeds": {"segmentation": list(seeds)},
                                               "labels": {"shift": {"1": "a", "2": "b"}},
                                               "cost": {"segmentation": {"fusion_cpu_s_per_level": 0.1}}})
@@ -91,20 +93,24 @@ def test_robustness_tables_and_where_the_gain_is_lost(tmp_path):
     _seg_results(base, "vis", {"clean/0": 0.5, "shift/1": 0.5, "shift/2": 0.5})
     _seg_results(base, "good", {"clean/0": 0.9, "shift/1": 0.85, "shift/2": 0.6})    # gain gone at level 2
     _seg_results(base, "bad", {"clean/0": 0.55, "shift/1": 0.5, "shift/2": 0.4})     # never above ir
+    for method, q in (("ir", 0.6), ("vis", 0.5), ("good", 0.9), ("bad", 0.55)):       # retrain option: gain kept
+        _seg_results(base, method, {"shift/1": q, "shift/2": q}, prefix="retrain_")
     blocks, summary = robustness_blocks(tmp_path, ["ir", "vis", "good", "bad"], {"segmentation": "msrs"}, CONFIG,
                                         tmp_path / "out")
-    verdicts = {(r["method"], r["family"]): r["verdict"] for r in summary["significance"]}
-    assert verdicts[("good", "shift")] == "lost at level 2"
-    assert verdicts[("bad", "shift")] == "not significant even on clean data"
+    verdicts = {(r["protocol"], r["method"], r["family"]): r["verdict"] for r in summary["significance"]}
+    assert verdicts[("clean-trained", "good", "shift")] == "lost at level 2"
+    assert verdicts[("clean-trained", "bad", "shift")] == "not significant even on clean data"
+    assert verdicts[("retrained", "good", "shift")] == "significant at every level (0-2)"
     import pandas as pd
 
     levels = pd.read_csv(tmp_path / "out" / "robustness_levels.csv")
+    levels = levels[levels["protocol"] == "clean-trained"]
     good = levels[(levels["method"] == "good") & (levels["family"] == "shift")].sort_values("level")
     assert good["level"].tolist() == [0, 1, 2]                      # clean rows start every family
     assert (good["best_single"] == "ir").all()
     assert good["gain"].iloc[0] == pytest.approx(good["score"].iloc[0] - levels[
         (levels["method"] == "ir") & (levels["level"] == 0)]["score"].iloc[0])
-    assert any(getattr(b, "name", "").startswith("robustness_segmentation") for b in blocks)
+    assert {"robustness_segmentation.png", "robustness_segmentation_retrained.png"} <= {getattr(b, "name", "") for b in blocks}
 
 
 def test_frozen_vs_retrain_rank_correlation(tmp_path):
@@ -148,7 +154,7 @@ def test_bad_settings_and_missing_models(tmp_path):
     from pipeline.robustness.stage import robustness_settings
 
     with pytest.raises(ConfigError, match="retrain"):
-        robustness_settings({"robustness": {"retrain": True}})
+        robustness_settings({"robustness": {"retrain": "yes"}})
     with pytest.raises(ConfigError, match="unknown robustness setting"):
         robustness_settings({"robustness": {"level": 3}})
     with pytest.raises(ConfigError, match="frozen.mix"):

@@ -69,12 +69,16 @@ def load_method(folder: Path) -> dict:
     summary = read_json_file(folder / "summary.json")
     out = {"summary": summary}
     seeds = summary.get("seeds", {})
-    if "detection" in seeds:
-        out["detection"] = detection_groups([records_in(read_json_file(folder / f"detection_seed{s}.json"),
-                                                        folder / f"detection_seed{s}.json") for s in seeds["detection"]])
-    if "segmentation" in seeds:
-        loaded = [load_confusions(folder / f"segmentation_seed{s}.npz") for s in seeds["segmentation"]]
-        out["segmentation"] = segmentation_groups(loaded[0][0], np.concatenate([m for _, m in loaded]))
+    for prefix in ("", "retrain_"):
+        if "detection" in seeds and (folder / f"{prefix}detection_seed{seeds['detection'][0]}.json").is_file():
+            files = [folder / f"{prefix}detection_seed{s}.json" for s in seeds["detection"]]
+            out[f"{prefix}detection"] = detection_groups([records_in(read_json_file(f), f) for f in files])
+        if "segmentation" in seeds and (folder / f"{prefix}segmentation_seed{seeds['segmentation'][0]}.npz").is_file():
+            loaded = [load_confusions(folder / f"{prefix}segmentation_seed{s}.npz") for s in seeds["segmentation"]]
+            out[f"{prefix}segmentation"] = segmentation_groups(loaded[0][0], np.concatenate([m for _, m in loaded]))
+    for task in ("detection", "segmentation"):       # retrained levels start from the clean models' level 0
+        if f"retrain_{task}" in out and CLEAN in out.get(task, {}):
+            out[f"retrain_{task}"] = {CLEAN: out[task][CLEAN], **out[f"retrain_{task}"]}
     return out
 
 
@@ -106,13 +110,16 @@ def level_rows(task: str, group: str, systems: dict[str, PerImage], config: dict
 
 
 def robustness_frame(data: dict[str, dict], config: dict) -> pd.DataFrame:
+    """Rows of every level; ``protocol`` = ``clean-trained`` (default) or ``retrained`` (option)."""
     rows = []
-    for task in ("detection", "segmentation"):
-        methods = [m for m, d in data.items() if task in d]
-        groups = list(dict.fromkeys(g for m in methods for g in data[m][task]))
+    for key in ("detection", "segmentation", "retrain_detection", "retrain_segmentation"):
+        task = key.removeprefix("retrain_")
+        methods = [m for m, d in data.items() if key in d]
+        groups = list(dict.fromkeys(g for m in methods for g in data[m][key]))
         for group in groups:
-            systems = {m: data[m][task][group] for m in methods if group in data[m][task]}
-            rows += level_rows(task, group, systems, config)
+            systems = {m: data[m][key][group] for m in methods if group in data[m][key]}
+            rows += [{**r, "protocol": "retrained" if key != task else "clean-trained"}
+                     for r in level_rows(task, group, systems, config)]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
@@ -127,14 +134,15 @@ def expand_clean(frame: pd.DataFrame) -> pd.DataFrame:
     parts = [frame[frame["group"] != CLEAN]]
     for family in sorted(set(frame["family"]) - {"clean"}):
         parts.append(clean.assign(family=family))
-    return pd.concat(parts, ignore_index=True).sort_values(["task", "family", "level", "method"], kind="stable")
+    return pd.concat(parts, ignore_index=True).sort_values(["protocol", "task", "family", "level", "method"],
+                                                           kind="stable")
 
 
 def breakdown(frame: pd.DataFrame) -> pd.DataFrame:
     """Per task, family and fusion method: the first level at which the gain is not significant."""
     rows = []
     fused = frame[frame["gain"].notna()] if "gain" in frame else frame.iloc[0:0]
-    for (task, family, method), part in fused.groupby(["task", "family", "method"], sort=False):
+    for (protocol, task, family, method), part in fused.groupby(["protocol", "task", "family", "method"], sort=False):
         part = part.sort_values("level")
         lost = part[~part["significant"].astype(bool)]
         levels = part["level"].tolist()
@@ -144,18 +152,19 @@ def breakdown(frame: pd.DataFrame) -> pd.DataFrame:
             text = "not significant even on clean data"
         else:
             text = f"lost at level {int(lost['level'].iloc[0])}"
-        rows.append({"task": task, "family": family, "method": method, "levels": ", ".join(map(str, levels)),
+        rows.append({"protocol": protocol, "task": task, "family": family, "method": method, "levels": ", ".join(map(str, levels)),
                      "gain_at_top_level": round(float(part["gain"].iloc[-1]), 4), "verdict": text})
     return pd.DataFrame(rows)
 
 
-def curves_figure(frame: pd.DataFrame, task: str, labels: dict, level: str = "95 %") -> bytes:
+def curves_figure(frame: pd.DataFrame, task: str, labels: dict, protocol: str = "clean-trained",
+                  level: str = "95 %") -> bytes:
     """Top row: score vs level per family (intervals as error bars; ir/vis dashed); bottom row:
     gain over the best single modality with its interval, zero line."""
     from pipeline.report.figures import _encode, _pyplot
 
     plt = _pyplot()
-    part = frame[frame["task"] == task]
+    part = frame[(frame["task"] == task) & (frame["protocol"] == protocol)]
     families = sorted(set(part["family"]))
     fig, axes = plt.subplots(2, len(families), figsize=(4.2 * len(families), 6.4), dpi=100, squeeze=False)
     methods = list(dict.fromkeys(part["method"]))
@@ -185,7 +194,7 @@ def curves_figure(frame: pd.DataFrame, task: str, labels: dict, level: str = "95
     axes[0, 0].set_ylabel(f"{metric}")
     axes[1, 0].set_ylabel(f"gain in {metric} over best single")
     axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    fig.suptitle(f"{task}: {metric} under perturbations (bars: {level} bootstrap intervals)")
+    fig.suptitle(f"{task}: {metric} under perturbations, {protocol} models (bars: {level} bootstrap intervals)")
     fig.tight_layout()
     return _encode(fig, "png")
 
@@ -266,10 +275,13 @@ def robustness_blocks(root: Path, methods: list[str], datasets: dict, config: di
             f"{int(frame['n_images'].max())} images per level."))
         blocks.append(Text("Levels: " + "; ".join(f"{f} {k}: {lab}" for f, per in labels.items()
                                                     for k, lab in per.items() if str(k) != "0")))
-        for task in ("detection", "segmentation"):
-            if (frame["task"] == task).any():
-                blocks.append(Figure(f"robustness_{task}.png", f"{task}: score and gain vs perturbation level",
-                                     curves_figure(frame, task, labels, level_text(config["confidence"]))))
+        for protocol in ("clean-trained", "retrained"):
+            for task in ("detection", "segmentation"):
+                if ((frame["task"] == task) & (frame["protocol"] == protocol)).any():
+                    suffix = "" if protocol == "clean-trained" else "_retrained"
+                    blocks.append(Figure(f"robustness_{task}{suffix}.png", f"{task}: score and gain vs perturbation "
+                                         f"level ({protocol} models)",
+                                         curves_figure(frame, task, labels, protocol, level_text(config["confidence"]))))
         if not lost.empty:
             blocks.append(Table("Where each method's gain over the best single modality stops being significant",
                                 lost.set_index("method").astype(str), raw=True))

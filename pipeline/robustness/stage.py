@@ -50,9 +50,8 @@ def robustness_settings(params: Mapping) -> dict:
     bad = sorted(set(settings["tasks"]) - {"detection", "segmentation"})
     if bad:
         raise ConfigError(f"robustness.tasks: unknown task(s) {bad}; use detection and/or segmentation")
-    if settings["retrain"]:
-        raise ConfigError("robustness.retrain: true (retraining on perturbed training data) is not implemented "
-                          "yet; the robustness study evaluates the clean-trained models (retrain: false)")
+    if not isinstance(settings["retrain"], bool):
+        raise ConfigError(f"robustness.retrain must be true or false, got {settings['retrain']!r}")
     return settings
 
 
@@ -227,6 +226,10 @@ def run_method(ctx: Context, method: str, log=lambda _: None) -> dict:
                            "the perturbed test pairs; inference cost per level includes level 0 (clean)"}
     if ctx.settings["other_metrics_images"] != 0:
         write_json(out / "fusion_metrics_other.json", other_convention(ctx, method))
+    if ctx.settings["retrain"]:
+        from pipeline.robustness.retrain import retrain_method
+
+        summary["retrained"] = retrain_method(ctx, method, out, log)
     write_json(out / "summary.json", summary)
     shutil.rmtree(scratch, ignore_errors=True)
     log(f"robustness {method}: " + ", ".join(
