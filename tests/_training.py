@@ -1,9 +1,12 @@
 """Shared by the training tests: published recipes from the repository's params.yaml, tiny pair sets."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from pipeline.config import load_params
 from pipeline.datasets import load_dataset
@@ -34,3 +37,32 @@ def make_set(root, names, size=(40, 48), seed=0):
 def write_vsm(vsm_root, set_name, dataset):
     """VSM maps of the set as the VSM stage writes them."""
     compute_vsm_maps(dataset.samples, vsm_root, set_name, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    """Tests set ``threads: 1``; give the process its thread count back afterwards."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def pairs(tmp_path):
+    """Four 48×56 pairs of one ``pairs``-layout set."""
+    from pipeline.training import data as D
+
+    ds = make_set(tmp_path / "setA", ["p0", "p1", "p2", "p3"], size=(48, 56))
+    return D.training_pairs({"setA": ds.samples})
+
+
+def train(method, cfg, pairs, root, name="m", **kwargs):
+    """Train into ``root/<name>/`` (final ``model.pth``), results in ``root/r_<name>``, no progress bar."""
+    from pipeline.training import trainer as T
+
+    return T.train(method, cfg, pairs, root / name / "checkpoints", root / name / "model.pth", root / f"r_{name}",
+                   HEALTH, progress=False, **kwargs)
+
+
+def summary(root, name="m"):
+    return json.loads((root / f"r_{name}" / "summary.json").read_text())

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from _training import HEALTH, make_set, published
+from _training import pairs, published, restore_threads, summary, train  # noqa: F401 (fixtures)
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.fusion.registry import get_method
@@ -20,28 +20,6 @@ TINY_FG = {**published("fusiongan"), "seed": 3, "device": "cpu", "threads": 1, "
            "preview_count": 1}
 TINY_DDC = {**published("ddcgan"), "seed": 3, "device": "cpu", "threads": 1, "epochs": 2, "batch_size": 2,
             "crop": 24, "crops_per_pair": 1, "widths": [4, 8, 4, 4], "checkpoint_every": 1, "preview_every": 0}
-
-
-@pytest.fixture(autouse=True)
-def restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def pairs(tmp_path):
-    ds = make_set(tmp_path / "setA", ["p0", "p1", "p2", "p3"], size=(48, 56))
-    return D.training_pairs({"setA": ds.samples})
-
-
-def train(method, cfg, pairs, root, name="m", **kwargs):
-    return T.train(method, cfg, pairs, root / name / "checkpoints", root / name / "model.pth", root / f"r_{name}",
-                   HEALTH, progress=False, **kwargs)
-
-
-def summary(root, name="m"):
-    return json.loads((root / f"r_{name}" / "summary.json").read_text())
 
 
 def test_fusiongan_resume_after_interruption_gives_identical_weights(pairs, tmp_path, monkeypatch):

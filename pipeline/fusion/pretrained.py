@@ -7,7 +7,10 @@ A :class:`PretrainedMethod` subclass declares what differs between methods (spec
   ``../shared/weights``, file name(s), sha256, BN mode). Option ``weights``: a path (a folder
   holding the official file names when the method has several ``parts``, or a mapping
   ``{part: path}``), or ``shared`` = ``$FUSEBENCH_SHARED`` (default ``../shared``) +
-  ``weights/<folder>/<file>`` of the first known checkpoint. The file's sha256 is compared with
+  ``weights/<folder>/<file>`` of the first known checkpoint, or ``trained`` = the checkpoint the
+  ``train@<kind>`` stage writes (``models/trained/<kind>.pth``, :mod:`pipeline.training`; PMGI,
+  DenseFuse, MFF-GAN: same network, same test conventions; a ``.pth`` path of such a method is read
+  the same way). The file's sha256 is compared with
   the known ones; a mismatch is a **warning naming the file**, unless the user sets
   ``weights_sha256: null`` (no check) or gives the expected hex digest(s).
 * BN mode at test time (``bn``): ``eval`` | ``image`` (per-image statistics) | ``image_unit``
@@ -171,7 +174,9 @@ class PretrainedMethod(FusionMethod):
             raise ConfigError(f"bn must be auto, eval, image or image_unit, got {bn!r}", where)
         if colour not in ("official", "merge"):
             raise ConfigError(f"colour must be official or merge, got {colour!r}", where)
-        self.files = self._resolve(weights, where)
+        self.trained = self._is_trained(weights)
+        self.files = self._trained_files(weights, where) if self.trained else self._resolve(weights, where)
+        self.checkpoint: dict | None = None
         self.device, self.fast, self.bn = device, bool(fast), bn
         self.batch_pixels = batch_pixels
         self._net = self._eager = None
@@ -198,15 +203,50 @@ class PretrainedMethod(FusionMethod):
             return {part: path / file for part, file in zip(self.parts, self.checkpoints[0].files)}
         return {self.parts[0]: path}
 
+    def _is_trained(self, weights) -> bool:
+        """``weights`` names a checkpoint of this pipeline's trainer: ``trained``, or a ``.pth`` file
+        of a method that has a training recipe (the published PMGI / MFF-GAN weights are TF bundles,
+        DenseFuse's a ``.model`` file)."""
+        if isinstance(weights, dict):
+            return False
+        if str(weights) == "trained":
+            return True
+        from pipeline.training.recipe import trainable_methods
+
+        return Path(str(weights)).suffix == ".pth" and self.registered_name in trainable_methods()
+
+    def _trained_files(self, weights, where: str) -> dict[str, Path]:
+        """``weights: trained``: the checkpoint of the ``train@<kind>`` stage (``models/trained/<kind>.pth``)."""
+        from pipeline.training.paths import trained_weights
+
+        if len(self.parts) > 1:
+            raise ConfigError(f"weights: trained is not available for {self.registered_name} (no training recipe)", where)
+        return {"": trained_weights(self.registered_name) if str(weights) == "trained" else Path(str(weights))}
+
+    def _trained_state(self) -> dict:
+        """The generator state of a trained checkpoint (:func:`pipeline.fusion.trained.load_trained`:
+        method checked, a flagged training run logged)."""
+        from pipeline.fusion.trained import load_trained
+
+        self.checkpoint = load_trained(self.files[""], self.registered_name)
+        return dict(self.checkpoint["model"])
+
+    def health(self) -> dict:
+        """Training health verdict of a ``weights: trained`` checkpoint (empty for published weights)."""
+        self.network
+        return dict((self.checkpoint or {}).get("health") or {})
+
     def _check_sha(self) -> Checkpoint | None:
-        """sha256 of every file vs the known checkpoints (or the user's digests); warns on mismatch."""
+        """sha256 of every file vs the known checkpoints (or the user's digests); warns on mismatch
+        (never for ``weights: trained``, a checkpoint of this pipeline)."""
         from pipeline.fusion.checkpoints import sha256_file
 
         expected = self.parameters.get("weights_sha256", "known")
         digests = {part: sha256_file(path) for part, path in self.files.items() if path.is_file()}
         self._weights_info = [{"part": part or None, "file": path.name, "path": str(path),
-                               "sha256": digests.get(part)} for part, path in self.files.items()]
-        if len(digests) < len(self.files):
+                               "sha256": digests.get(part), **({"checkpoint": "trained"} if self.trained else {})}
+                              for part, path in self.files.items()]
+        if len(digests) < len(self.files) or self.trained:
             return None  # the loader reports the missing file
         match = next((c for c in self.checkpoints if tuple(digests[p] for p in self.parts) == c.sha256), None)
         for info in self._weights_info:
@@ -255,7 +295,7 @@ class PretrainedMethod(FusionMethod):
             from pipeline.fusion.nets.blocks import set_bn_mode
 
             match = self._check_sha()
-            state = self.read_network_state(self.files)
+            state = self._trained_state() if self.trained else self.read_network_state(self.files)
             net = load_strict(self.build_network(), state, next(iter(self.files.values())), self.registered_name)
             self.bn_mode = self.bn if self.bn != "auto" else (match.bn if match else self.default_bn(state))
             self._eager = set_bn_mode(net, self.bn_mode).to(resolve_device(self.device)).eval()

@@ -38,27 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.errors import ConfigError
+from pipeline.training.losses import centre, label_accuracy, laplacian, noisy
 from pipeline.training.recipe import Recipe, register_recipe
-
-LAPLACIAN = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
-
-
-def laplacian(x: torch.Tensor) -> torch.Tensor:
-    """Laplacian [[0,1,0],[1,−4,1],[0,1,0]] of an N×1×H×W tensor, zero 'SAME' padding."""
-    kernel = torch.tensor(LAPLACIAN, dtype=x.dtype, device=x.device).view(1, 1, 3, 3)
-    return F.conv2d(x, kernel, padding=1)
-
-
-def centre(x: torch.Tensor, shrink: int) -> torch.Tensor:
-    """The centre crop ``shrink`` px smaller per axis."""
-    a = shrink // 2
-    return x[..., a:x.shape[-2] - (shrink - a), a:x.shape[-1] - (shrink - a)]
-
-
-def noisy(shape_like: torch.Tensor, bounds) -> torch.Tensor:
-    """Uniform targets U(lo, hi), one per sample, from the torch RNG (fresh each call)."""
-    lo, hi = float(bounds[0]), float(bounds[1])
-    return torch.rand(shape_like.shape, device=shape_like.device, dtype=shape_like.dtype) * (hi - lo) + lo
 
 
 def generator_loss(d_fake, fused, ir_label, vis_label, real_label, content_weight, gradient_weight):
@@ -126,7 +107,7 @@ class FusionGANRecipe(Recipe):
         g_total, parts = generator_loss(d_fake_g.float(), fused, ir_label, vis_label, c["real_label"],
                                         float(c["content_weight"]), float(c["gradient_weight"]))
         self.ctx.update("generator", g_total)
-        acc = ((d_real > self.threshold).float().mean() + (d_fake < self.threshold).float().mean()) / 2
+        acc = label_accuracy(d_real, d_fake, self.threshold)
         return {"g_total": g_total.detach(), **{k: v.detach() for k, v in parts.items()},
                 "d_total": d_total.detach(), "d_real": d_real_loss.detach(), "d_fake": d_fake_loss.detach(),
                 "d_acc": acc, "g_std": ((fused.detach() + 1) / 2).std()}

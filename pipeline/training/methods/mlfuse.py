@@ -30,13 +30,13 @@ Reference: Sun et al., MLFuse (GitHub ``jialei-sc/MLFuse``); the formulas here f
 """
 from __future__ import annotations
 
-import math
 from typing import Mapping, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from pipeline.errors import ConfigError
+from pipeline.training.losses import gaussian_window
 from pipeline.training.recipe import Recipe, register_recipe
 
 #: Published loss weights: L = 0.3·L_edg + 3·L_ssd + 0.5·L_cmk + 1·L_fus.
@@ -65,21 +65,6 @@ def sobel_magnitude(image: torch.Tensor) -> torch.Tensor:
     kernels = torch.tensor((_SOBEL_X, _SOBEL_Y), dtype=image.dtype, device=image.device)
     kx, ky = kernels[0].view(1, 1, 3, 3), kernels[1].view(1, 1, 3, 3)
     return F.conv2d(image, kx, padding=1).abs() + F.conv2d(image, ky, padding=1).abs()
-
-
-def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA,
-                    dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
-    """2-D Gaussian SSIM window of shape 1×1×size×size.
-
-    1-D weights ``g[k] = exp(−(k − size//2)² / (2σ²))`` for k = 0…size−1, normalised to sum 1 (in
-    float32, as the official code does); the 2-D window is the outer product ``g gᵀ``.
-    """
-    center = size // 2
-    g = torch.tensor([math.exp(-((k - center) ** 2) / (2.0 * sigma ** 2)) for k in range(size)],
-                     dtype=torch.float32)
-    g = g / g.sum()
-    window = torch.outer(g, g)
-    return window.to(dtype=dtype, device=device).view(1, 1, size, size)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window_size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA,
