@@ -28,7 +28,9 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    import pipeline  # noqa: F401  (hermetic settings before torch/ultralytics)
+    from pipeline import hermetic
+
+    hermetic.apply()   # offline settings before torch/ultralytics
     from pipeline.benchmarks._util import emit, peak_rss_mb
     from pipeline.config import load_params
     from pipeline.errors import ConfigError

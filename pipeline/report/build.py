@@ -367,7 +367,8 @@ def build_report(params: dict | None = None, root: str | Path = ".", out: str | 
     summary = build_summary(results, gains, params, config, sensitivity)
     log("drawing figures and writing report.md / report.html")
     sections = build_sections(results, summary, params, config, frames, gain_table)
-    studies, summary["studies"] = study_sections(root, results.methods, params, config, out)  # issue 17
+    studies, summary["studies"] = study_sections(root, [m for m in results.methods if m not in results.controls],
+                                                 params, config, out)                   # issue 17
     sections[-1:-1] = studies                                  # before "How these numbers were produced"
     figures_dir = out / "figures"
     if figures_dir.is_dir():

@@ -127,26 +127,40 @@ def apply_frozen(ctx, method: str, log=lambda _: None) -> dict:
     from pipeline.segmentation.run import save_npz
     from pipeline.segmentation.train import FINAL_NAME
 
+    from pipeline.fingerprint import code_digest, content_key, file_digest, params_digest
+
     settings = frozen_settings(ctx.params)
     seed = int(settings["seed"])
     root = Path(settings["models"])
     out = Path(ctx.settings["frozen_out"]) / method
-    summary = {"method": method, "seed": seed, "mix": settings["mix"], "protocol": "frozen evaluator"}
+    models = {"detection": root / "detection" / f"seed_{seed}" / "weights" / "best_state.pt",
+              "segmentation": root / "segmentation" / f"seed_{seed}" / FINAL_NAME}
+    work = {}
     for task in ctx.settings["tasks"]:
         dataset = ctx.datasets[task]
         fused_root = (ctx.det if task == "detection" else ctx.seg)["fused_root"]
         images, _ = method_images(dataset, Path(fused_root), method)
         test = sorted(dataset.split("test"), key=lambda s: s.name)[:ctx.settings["frozen_images"] or None]
-        items = [E.Item(s.name, images[s.name], s) for s in test]
+        work[task] = [E.Item(s.name, images[s.name], s) for s in test]
+    key = content_key(settings=params_digest([settings, ctx.settings["frozen_images"], ctx.det, ctx.seg]),
+                      models=[file_digest(require(models[t], f"frozen {t} model")) for t in work],
+                      images=[file_digest(i.image) for t in work for i in work[t]],
+                      code=code_digest(["pipeline.robustness.frozen"]))
+    if (out / "summary.json").is_file() and read_json(out / "summary.json").get("fingerprint") == key:
+        log(f"frozen evaluator on {method}: unchanged, kept {out}")
+        return read_json(out / "summary.json")
+    summary = {"method": method, "seed": seed, "mix": settings["mix"], "protocol": "frozen evaluator",
+               "fingerprint": key}
+    for task, items in work.items():
+        dataset = ctx.datasets[task]
         if task == "detection":
-            weights = require(root / "detection" / f"seed_{seed}" / "weights" / "best_state.pt", "frozen detector")
+            weights = models["detection"]
             records = E.detection_records(weights, items, dataset.box_classes, ctx.det, ctx.device,
                                           state_dir() / "frozen_eval" / method)
             write_json(out / "detection.json", {"method": method, "images": records})
             summary["mAP50"] = E.map50_by_group(records, lambda _: "all")["all"]
         else:
-            model = load_segmenter(require(root / "segmentation" / f"seed_{seed}" / FINAL_NAME, "frozen segmenter"),
-                                   ctx.device)
+            model = load_segmenter(models["segmentation"], ctx.device)
             conf = E.segmentation_confusions(model, items, len(dataset.seg_classes), ctx.seg, ctx.device,
                                              dataset.ignore_index)
             save_npz(out / "segmentation.npz", names=np.array([i.key for i in items]),

@@ -56,8 +56,15 @@ def robustness_settings(params: Mapping) -> dict:
 
 
 def methods(params: Mapping, settings: Mapping) -> list[str]:
-    chosen = settings["methods"] or list(section(dict(params), "fusion.methods") or {})
-    return list(dict.fromkeys(["ir", "vis", *chosen]))
+    """``ir``, ``vis`` + ``robustness.methods`` (null: every ``fusion.methods`` entry), without the
+    controls (registry kind ``control``: their downstream answer is known by construction and they
+    are built from the clean scene, so they are neither perturbed nor ranked)."""
+    from pipeline.fusion.controls import CONTROL_ROLES
+
+    configured = section(dict(params), "fusion.methods") or {}
+    chosen = settings["methods"] or list(configured)
+    controls = {m for m in chosen if ((configured.get(m) or {}).get("kind") or m) in CONTROL_ROLES}
+    return [m for m in dict.fromkeys(["ir", "vis", *chosen]) if m not in controls]
 
 
 def split_key(key: str) -> tuple[str, int, str]:
