@@ -77,7 +77,7 @@ def dataset_examples(params: dict, results: StageResults, dataset: str, config: 
         return None if loaded is None else loaded[0]
 
     figures = []
-    columns = ["infrared", "visible", *fusion_methods]
+    columns = ["infrared", "visible", *[f"{m} (control)" if m in results.controls else m for m in fusion_methods]]
     rows = [(n, [load_panel(samples[n].ir, width), load_panel(samples[n].vis, width),
                  *[panel(m, n) for m in fusion_methods]]) for n in scenes]
     figures.append(("fusion", f"{dataset}: infrared, visible and every method's fused image", image_grid(rows, columns)))
