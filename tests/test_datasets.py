@@ -206,6 +206,6 @@ def test_shared_profile_datasets_load(repo_root, shared_data):
     params = load_params(repo_root / "params.yaml", profile="shared")
     sizes = {name: {k: len(v) for k, v in load_configured(params, name).splits.items()}
              for name in params["datasets"]}
-    assert sizes["m3fd"] == {"train": 8, "val": 2, "test": 4}
-    assert sizes["msrs"] == {"train": 8, "test": 8}
+    assert sizes["m3fd"] == {"train": 6, "val": 2, "test": 3}
+    assert sizes["msrs"] == {"train": 6, "test": 6}
     assert {"roadscene", "tno", "medical"} <= set(sizes)

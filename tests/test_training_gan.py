@@ -45,6 +45,22 @@ def test_fusiongan_resume_after_interruption_gives_identical_weights(pairs, tmp_
     assert (tmp_path / "r_full" / "losses.csv").read_text() == (tmp_path / "r_cut" / "losses.csv").read_text()
 
 
+def test_rerun_of_a_finished_run_writes_its_outputs_again(pairs, tmp_path):
+    """A stage re-run whose resume checkpoint is complete (e.g. an unrelated `datasets` change):
+    DVC has deleted losses.csv and previews/, the trainer must write them again."""
+    import shutil
+
+    first = torch.load(train("fusiongan", TINY_FG, pairs, tmp_path), weights_only=True)
+    losses = (tmp_path / "r_m" / "losses.csv").read_text()
+    previews = sorted(p.name for p in (tmp_path / "r_m" / "previews").rglob("*.png"))
+    shutil.rmtree(tmp_path / "r_m")
+    again = torch.load(train("fusiongan", TINY_FG, pairs, tmp_path), weights_only=True)
+    assert summary(tmp_path)["resumed_from_epoch"] == TINY_FG["epochs"] - 1
+    assert (tmp_path / "r_m" / "losses.csv").read_text() == losses
+    assert sorted(p.name for p in (tmp_path / "r_m" / "previews").rglob("*.png")) == previews
+    assert all(torch.equal(first["model"][k], again["model"][k]) for k in first["model"])
+
+
 def test_fusiongan_losses_per_component_and_trained_fusion(pairs, tmp_path):
     final = train("fusiongan", TINY_FG, pairs, tmp_path)
     header = (tmp_path / "r_m" / "losses.csv").read_text().splitlines()[0]

@@ -192,6 +192,11 @@ def train(method: str, config: Mapping, pairs: Sequence[D.TrainPair], ckpt_dir: 
     finally:
         if bar is not None:
             bar.close()
+    if start >= cfg["epochs"]:  # resumed a finished run: DVC removed its outputs before the re-run
+        write_losses(results_dir / "losses.csv", history, recipe.loss_names)
+        if cfg["preview_every"]:
+            write_previews(recipe, arrays, cfg["preview_count"],
+                           results_dir / "previews" / f"epoch_{cfg['epochs'] - 1:04d}")
 
     fused = [_fuse_pair(recipe, arrays, i) for i in range(min(2, len(arrays)))]
     report = verdict(history, recipe.health_keys, health, fused)
