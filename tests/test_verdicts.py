@@ -4,6 +4,7 @@ item 7). Everything is built from synthetic result files; nothing is trained."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +121,8 @@ def _write_methods(root: Path, skills: dict[str, float], seeds: int, n: int = 16
 
 
 def _params(methods, **report) -> dict:
-    return {"profile": "demo", "datasets": {},
+    return {"profile": "demo", "datasets": {"m3fd": {"kind": "m3fd", "root": "absent", "task": "detection"},
+                                            "msrs": {"kind": "msrs", "root": "absent", "task": "segmentation"}},
             "fusion": {"methods": {m: ({"kind": m} if m in ("oracle", "shuffled") else {}) for m in methods}},
             "report": {**SMALL, "bootstrap_samples": 300, "example_scenes": 0, **report}}
 
@@ -169,6 +171,15 @@ def test_failed_sensitivity_check_suppresses_every_verdict(tmp_path):
         assert entry["verdict"] == "inconclusive" and "sensitivity check failed" in entry["verdict_reason"]
     md = (tmp_path / "results/report/report.md").read_text()
     assert "Sensitivity check failed" in md and "better than the best single modality" not in md
+
+
+def test_sensitivity_check_needs_both_tasks(tmp_path):
+    """Controls pass on segmentation, but detection has no results: the check fails."""
+    _write_methods(tmp_path, GOOD, seeds=3)
+    shutil.rmtree(tmp_path / "results/detection")
+    summary = build_report(_params(list(GOOD)), tmp_path)
+    assert summary["sensitivity"]["status"] == "failed" and "no detection results" in summary["sensitivity"]["message"]
+    assert summary["gains"]["segmentation"]["msrs"]["average"]["verdict"] == "inconclusive"
 
 
 @pytest.mark.parametrize("seeds", [1, 2])

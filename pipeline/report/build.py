@@ -359,8 +359,9 @@ def build_report(params: dict | None = None, root: str | Path = ".", out: str | 
     log(f"loading stage results under {root / 'results'}")
     results = load_results(root, params)
     log(f"bootstrapping gains ({config['bootstrap_samples']} resamples)")
+    required = [task for task in HEADLINE if configured_datasets(params, task)]   # both tasks, normally
     gains, sensitivity = compute_gains_and_check(results, bootstrap_config(config), progress=log,
-                                                 roles=results.controls)
+                                                 roles=results.controls, required=required)
     frames = _frames(results, params)
     gain_table = T.gains_frame(gains)
     _write_csvs(out, frames, gain_table)

@@ -220,8 +220,10 @@ def compute_gains(results: StageResults, config: BootstrapConfig = BootstrapConf
 
 def compute_gains_and_check(results: StageResults, config: BootstrapConfig = BootstrapConfig(),
                             progress: Callable[[str], None] | None = None,
-                            roles: dict[str, str] | None = None) -> tuple[dict, dict]:
-    """``(gains, sensitivity check)``; see :func:`compute_gains`."""
+                            roles: dict[str, str] | None = None,
+                            required: tuple[str, ...] | list[str] = ()) -> tuple[dict, dict]:
+    """``(gains, sensitivity check)``; see :func:`compute_gains`; ``required``: the tasks the
+    sensitivity check needs results of."""
     from pipeline.report.sensitivity import apply_verdicts, sensitivity_check
 
     gains: dict[str, dict] = {}
@@ -231,6 +233,6 @@ def compute_gains_and_check(results: StageResults, config: BootstrapConfig = Boo
                 progress(f"{task}/{dataset}")
             gains.setdefault(task, {})[dataset] = dataset_gains(task, rows, config)
     roles = dict(roles or {})
-    check = sensitivity_check(gains, roles, config)
+    check = sensitivity_check(gains, roles, config, required)
     apply_verdicts(gains, roles, check, config)
     return gains, check

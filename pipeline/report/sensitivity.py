@@ -5,9 +5,10 @@ a **positive** control (``oracle``: infrared plus the visible image exactly wher
 image carries the evidence) must come out *better* than the best single modality, a **negative**
 control (``shuffled``: another scene's image, so image and labels no longer match) must come out
 *worse*. Each is judged with the same two-level interval and seed rule as every method
-(:func:`pipeline.report.gains.verdict`). The check **passes** when, on every task with results,
-every configured positive control is "better" and every negative control "worse", and each task
-has at least one of each. If it fails, a "better"/"worse" verdict about a real method would be
+(:func:`pipeline.report.gains.verdict`). The check **passes** when every required task (each task
+with a configured dataset: detection and segmentation) has results, and on every task every
+configured positive control is "better" and every negative control "worse", with at least one
+control of each kind. If it fails, a "better"/"worse" verdict about a real method would be
 read off a benchmark that cannot tell a known gain or a known loss from noise, so every method's
 verdict becomes "inconclusive: sensitivity check failed". With no control configured at all
 (e.g. real data, where no oracle exists) the check is "not run" and the report says so.
@@ -35,9 +36,11 @@ def _check(task: str, dataset: str, method: str, role: str, entry: dict | None, 
             "interval": list(ci), "seeds": seeds, "passed": word == EXPECTED[role]}
 
 
-def sensitivity_check(gains: dict, roles: dict[str, str], config: BootstrapConfig) -> dict:
+def sensitivity_check(gains: dict, roles: dict[str, str], config: BootstrapConfig,
+                      required: tuple[str, ...] | list[str] = ()) -> dict:
     """``{"status": passed|failed|not run, "message", "checks": [...]}`` for the controls ``roles``
-    (``{method: "positive" | "negative"}``) in ``gains`` (:func:`pipeline.report.gains.compute_gains`)."""
+    (``{method: "positive" | "negative"}``) in ``gains`` (:func:`pipeline.report.gains.compute_gains`);
+    ``required``: tasks that must have results (a task without any fails the check)."""
     if not roles:
         return {"status": NOT_RUN, "checks": [], "message": "no control is configured (fusion.methods has "
                 "no `kind: control` entry), so nobody has checked that this downstream budget can see a "
@@ -51,7 +54,8 @@ def sensitivity_check(gains: dict, roles: dict[str, str], config: BootstrapConfi
                     problems.append(f"no {role} control is configured for {task}")
             for method, role in roles.items():
                 checks.append(_check(task, dataset, method, role, per_method.get(method), config))
-    if not tasks:
+    problems += [f"no {task} results" for task in required if task not in tasks]
+    if not tasks and not required:
         problems.append("no downstream results yet")
     failed = [c for c in checks if not c["passed"]]
     status = FAILED if failed or problems else PASSED
