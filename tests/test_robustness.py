@@ -161,3 +161,9 @@ def test_bad_settings_and_missing_models(tmp_path):
         frozen_settings({"frozen": {"mix": "ir"}})
     with pytest.raises(DataError, match="model.pth"):
         load_segmenter(tmp_path / "nope" / "model.pth")
+
+
+def test_too_few_methods_give_no_interval():
+    corr = by_units([1.0, 2, 3], [0.1, 0.2, 0.3], ["a", "b", "c"], n_boot=100)
+    assert corr.spearman == pytest.approx(1.0)
+    assert np.isnan(corr.spearman_ci[0]) and corr.valid == 0

@@ -24,7 +24,7 @@ import pandas as pd
 from pipeline.report.bootstrap import level_text
 from pipeline.report.gains import HEADLINE
 from pipeline.report.load import read_json_file
-from pipeline.report.ranks import by_units
+from pipeline.report.ranks import MIN_UNITS, by_units
 from pipeline.report.render import Figure, Table, Text
 
 REFERENCE = ("ir", "vis")
@@ -136,11 +136,18 @@ def sentence(task: str, dataset: str, frame: pd.DataFrame, most_used: str, level
     n = int(top["n_methods"])
     clear = frame[(frame["spearman_ci_low"] > 0) | (frame["spearman_ci_high"] < 0)]
     used = frame[frame["metric"] == most_used]
+    def interval(row) -> str:
+        lo, hi = row["spearman_ci_low"], row["spearman_ci_high"]
+        return f"{level} interval {lo:+.2f} to {hi:+.2f}" if np.isfinite(lo) else "no interval"
+
     used_text = (f"; the most-used metric {most_used} has ρ = {used.iloc[0]['spearman']:+.2f} "
-                 f"({used.iloc[0]['spearman_ci_low']:+.2f} to {used.iloc[0]['spearman_ci_high']:+.2f})" if len(used) else "")
+                 f"({interval(used.iloc[0])})" if len(used) else "")
     head = (f"- {task} on {dataset} ({n} fusion methods): the metric that tracks {HEADLINE[task]} best is "
-            f"{top['metric']} ({top['convention']}, ρ = {top['spearman']:+.2f}, {level} interval "
-            f"{top['spearman_ci_low']:+.2f} to {top['spearman_ci_high']:+.2f}){used_text}. ")
+            f"{top['metric']} ({top['convention']}, ρ = {top['spearman']:+.2f}, {interval(top)}){used_text}. ")
+    if n < MIN_UNITS:
+        return head + (f"With only {n} fusion methods no interval is computed (needs {MIN_UNITS}): these "
+                       "correlations describe the demo's methods, they are no evidence that a metric predicts "
+                       "downstream value.")
     if clear.empty:
         return head + ("No metric's interval excludes 0: with this many methods, no fusion metric can be said to "
                        "predict the downstream value.")

@@ -76,12 +76,17 @@ def correlate(full: tuple, resamples: Iterable[tuple], n_units: int, confidence:
                        n_units, valid)
 
 
+MIN_UNITS = 5   # fewer resampled units than this: no interval (a bootstrap of 3-4 methods keeps their order)
+
+
 def by_units(x, y, units, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> Correlation:
     """Correlation across *units* (e.g. methods) of points ``(x_i, y_i)`` grouped by ``units``
     (e.g. one point per method and seed): each unit contributes the mean of its points. The
     two-stage bootstrap draws units with replacement and, inside each drawn unit, its points
     with replacement (Davison & Hinkley, *Bootstrap Methods*, 1997, sec. 3.8), so the seed-to-seed
-    spread enters the interval but seeds never count as independent methods. ``n`` = points."""
+    spread enters the interval but seeds never count as independent methods. ``n`` = points.
+    With fewer than :data:`MIN_UNITS` units the intervals are NaN (not computed): resampling three
+    methods reproduces their order in almost every draw and would look falsely certain."""
     from pipeline.report.bootstrap import resample_weights
 
     x, y, units = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), np.asarray(units)
@@ -98,6 +103,6 @@ def by_units(x, y, units, n_boot: int = 1000, seed: int = 0, confidence: float =
             by = np.array([y[rng.choice(members[k], size=len(members[k]))].mean() for k in drawn])
             yield bx, by
 
-    corr = correlate((mean_x, mean_y), resamples(), len(labels), confidence)
+    corr = correlate((mean_x, mean_y), resamples() if len(labels) >= MIN_UNITS else iter(()), len(labels), confidence)
     return Correlation(corr.spearman, corr.spearman_ci, corr.kendall, corr.kendall_ci, int(len(x)), len(labels),
                        corr.valid)

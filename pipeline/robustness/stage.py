@@ -1,6 +1,6 @@
 """The ``robustness`` stage: every method's downstream models on its own fusion of perturbed pairs.
 
-For each method (``ir``, ``vis`` and every ``fusion.methods`` entry, or ``robustness.methods``) and
+For each method (every ``fusion.methods`` entry, ``ir`` and ``vis`` included, or ``robustness.methods``) and
 each perturbed level written by the ``perturb`` stage (``data/perturbed/index.json``):
 
 1. the perturbed test pairs are fused with the method (:func:`pipeline.fusion.stage.fuse_pair`;
@@ -56,7 +56,8 @@ def robustness_settings(params: Mapping) -> dict:
 
 
 def methods(params: Mapping, settings: Mapping) -> list[str]:
-    """``ir``, ``vis`` + ``robustness.methods`` (null: every ``fusion.methods`` entry), without the
+    """``robustness.methods`` (null: every ``fusion.methods`` entry, where the ``ir`` / ``vis``
+    baselines have their downstream stages like any method), without the
     controls (registry kind ``control``: their downstream answer is known by construction and they
     are built from the clean scene, so they are neither perturbed nor ranked)."""
     from pipeline.fusion.controls import CONTROL_ROLES
@@ -64,7 +65,7 @@ def methods(params: Mapping, settings: Mapping) -> list[str]:
     configured = section(dict(params), "fusion.methods") or {}
     chosen = settings["methods"] or list(configured)
     controls = {m for m in chosen if ((configured.get(m) or {}).get("kind") or m) in CONTROL_ROLES}
-    return [m for m in dict.fromkeys(["ir", "vis", *chosen]) if m not in controls]
+    return [m for m in dict.fromkeys(chosen) if m not in controls]
 
 
 def split_key(key: str) -> tuple[str, int, str]:
