@@ -96,7 +96,7 @@ def project(tmp_path_factory) -> Path:
     run(["git", "commit", "-qm", "init"], root)
     ran = repro(root, "repro", server=True)
     methods = ("ir", "average")
-    expected = {"demo_data", "vsm", "train@mlfuse", "prior", "report", "perturb", "frozen", "robustness",
+    expected = {"demo_data", "vsm", "train@mlfuse", "weights", "prior", "report", "perturb", "frozen", "robustness",
                 *(f"{s}@{m}" for s in ("fuse", "metrics", "detect", "segment") for m in methods)}
     assert ran == expected
     run(["git", "add", "-A"], root)
@@ -160,7 +160,7 @@ def test_new_fusion_method_runs_only_its_stages_and_the_report(project):
     params["fusion"]["methods"]["max"] = {}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = repro(project, "repro", server=True)
-    assert ran == {"fuse@max", "metrics@max", "detect@max", "segment@max", "robustness", "report"}
+    assert ran == {"weights", "fuse@max", "metrics@max", "detect@max", "segment@max", "robustness", "report"}
     assert repro(project, "repro") == set()
 
 
@@ -196,5 +196,5 @@ def test_failing_method_does_not_hide_the_others_and_rerun_finishes(project, tmp
     assert "fuse@broken" in status and "detect@laplacian:" not in status   # the others are done and cached
     params["fusion"]["methods"].pop("broken")
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert repro(project, "repro", server=True) == {"robustness", "report"}   # re-run finishes only the rest
+    assert repro(project, "repro", server=True) == {"weights", "robustness", "report"}   # re-run finishes only the rest
     (project / "params.yaml").write_text(original)

@@ -1,0 +1,26 @@
+"""Stage ``weights``: one weights record per fusion method (``models/weights/<method>.json``).
+
+    python -m flows.weights
+
+Each ``fuse@<method>`` depends on its own record (:mod:`pipeline.fusion.weights_index`: the files the
+method loads and their content digests) instead of the whole ``models/trained`` folder, so retraining one
+method re-runs only that method's fuse@, metrics@, detect@ and segment@ stages: the other records
+are rewritten byte-identical and DVC skips their stages. Cheap (hashes a few small files).
+"""
+from __future__ import annotations
+
+from flows._common import main_entry, run_inline, stage_flow
+from pipeline.config import section
+
+
+@stage_flow("weights")
+def weights_flow(params: dict) -> list[str]:
+    from pipeline.fusion.weights_index import write_index
+
+    written = run_inline("weights", "index", write_index, section(params, "fusion.methods") or {})
+    print(f"weights records: {len(written)} methods")
+    return [str(p) for p in written]
+
+
+if __name__ == "__main__":
+    main_entry(weights_flow)
