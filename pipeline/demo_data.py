@@ -12,6 +12,7 @@ Written layouts (read by the ordinary loaders of :mod:`pipeline.datasets`)::
     <out>/MSRS/{train,test}/{ir,vi,Segmentation_labels}/<00001D|00002N>.png   ir: 1 channel, vi: RGB
     <out>/MSRS/detection_labels/fusion/{train,test}/<name>.txt + classes.txt   YOLO person/bicycle/car
     <out>/M3FD/{Ir,Vis}/<00000>.png, Annotation/<00000>.xml (VOC), meta/{train,val,test}.txt
+    <out>/MultiFocus/{near,far}/<00000>.png   multi-focus pairs (``multifocus_pairs``; kind ``pairs``)
     <out>/MSRS/{train,test}/evidence/<name>.png, <out>/M3FD/evidence/<name>.png  evidence maps
     <out>/manifest.json, <out>/README.txt                                     generator parameters
 
@@ -29,7 +30,7 @@ import json
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -45,7 +46,9 @@ from pipeline.errors import ConfigError
 GENERATOR = "fusebench demo-data"
 M3FD_DEMO_CLASSES = {"person": "People", "car": "Car", "lamp": "Lamp"}   # scene kind -> M3FD name
 MSRS_DEMO_BOXES = {"person": "person", "bike": "bicycle", "car": "car"}  # scene kind -> MSRS box name
-_CODES = {"m3fd": 1, "msrs": 2}
+_CODES = {"m3fd": 1, "msrs": 2, "multifocus": 3}
+#: Gaussian σ (px) of the out-of-focus half of a multi-focus pair
+MULTIFOCUS_BLUR = 2.0
 
 
 @dataclass(frozen=True)
@@ -60,12 +63,13 @@ class DemoConfig:
     width: int = 256
     night_fraction: float = 0.4
     m3fd_split: tuple[float, float, float] = (0.6, 0.15, 0.25)
+    multifocus_pairs: int = 0
 
     def __post_init__(self):
         if self.height % 16 or self.width % 16 or min(self.height, self.width) < 64:
             raise ConfigError(f"demo image size {self.height}x{self.width} must be at least 64x64 and "
                               "divisible by 16 (DeepLabV3+ downsamples by 16)")
-        if min(self.m3fd_pairs, self.msrs_train, self.msrs_test) < 0:
+        if min(self.m3fd_pairs, self.msrs_train, self.msrs_test, self.multifocus_pairs) < 0:
             raise ConfigError("demo pair counts must be >= 0")
         if not 0.0 <= self.night_fraction <= 1.0:
             raise ConfigError(f"night_fraction {self.night_fraction} must lie in [0, 1]")
@@ -167,6 +171,30 @@ def _write_m3fd_pair(config: DemoConfig, root: Path, index: int) -> dict:
             "boxes": [M3FD_DEMO_CLASSES[o.kind] for o in objects]}
 
 
+def multifocus_pair(config: DemoConfig, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(near, far)`` uint8 grey: one sharp scene (the visible luma of an M3FD-style day scene seeded by
+    ``(seed, "multifocus", index)``) blurred (Gaussian σ :data:`MULTIFOCUS_BLUR`) in its right half for
+    the near-focus image and in its left half for the far-focus image, with a 16-px linear blend at
+    the seam. The sharp half of each is the scene itself, so a multi-focus method can recover it."""
+    from pipeline.fusion.colour import luma
+
+    sharp = luma(make_scene(replace(config, night_fraction=0.0), "multifocus", index)[1]).astype(np.float32)
+    blurred = cv2.GaussianBlur(sharp, (0, 0), MULTIFOCUS_BLUR)
+    w = config.width
+    ramp = np.clip((np.arange(w, dtype=np.float32) - (w / 2 - 8)) / 16, 0, 1)[None, :]  # 0 left, 1 right
+    near = sharp * (1 - ramp) + blurred * ramp
+    far = blurred * (1 - ramp) + sharp * ramp
+    return tuple(np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8) for x in (near, far))
+
+
+def _write_multifocus_pair(config: DemoConfig, root: Path, index: int) -> str:
+    name = f"{index:05d}"
+    near, far = multifocus_pair(config, index)
+    (root / "near" / f"{name}.png").write_bytes(_png(near))
+    (root / "far" / f"{name}.png").write_bytes(_png(far))
+    return name
+
+
 def _evidence_share(evidence: np.ndarray) -> list[int]:
     """Pixel counts of the evidence codes 0, 1, 2."""
     return np.bincount(evidence.ravel(), minlength=3)[:3].tolist()
@@ -193,6 +221,9 @@ def _build(config: DemoConfig, out: Path, workers: int) -> dict:
         (msrs / "detection_labels" / "fusion" / split).mkdir(parents=True)
     for sub in ("Ir", "Vis", "Annotation", "meta", "evidence"):
         (m3fd / sub).mkdir(parents=True)
+    if config.multifocus_pairs:
+        for sub in ("near", "far"):
+            (out / "MultiFocus" / sub).mkdir(parents=True)
     (msrs / "detection_labels" / "classes.txt").write_text(
         "".join(f"{i} {c}\n" for i, c in enumerate(MSRS_BOX_CLASSES)))
     n_msrs = config.msrs_train + config.msrs_test
@@ -202,6 +233,8 @@ def _build(config: DemoConfig, out: Path, workers: int) -> dict:
             range(1, n_msrs + 1)))
         m3fd_records = list(pool.map(lambda i: _write_m3fd_pair(config, m3fd, i),
                                      range(config.m3fd_pairs)))
+        list(pool.map(lambda i: _write_multifocus_pair(config, out / "MultiFocus", i),
+                      range(config.multifocus_pairs)))
     assignment = seeded_split([r["name"] for r in m3fd_records], config.m3fd_split, config.seed)
     for split in ("train", "val", "test"):
         names = sorted(n for n, s in assignment.items() if s == split)
@@ -221,6 +254,7 @@ def _build(config: DemoConfig, out: Path, workers: int) -> dict:
                  "classes": list(M3FD_DEMO_CLASSES.values()),
                  "split": {s: sum(v == s for v in assignment.values()) for s in ("train", "val", "test")},
                  "boxes_per_class": _count(m3fd_records), "evidence_pixels": _evidence_total(m3fd_records)},
+        "multifocus": {"pairs": config.multifocus_pairs, "blur_sigma": MULTIFOCUS_BLUR},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     (out / "README.txt").write_text(_readme(manifest))
@@ -237,7 +271,10 @@ def _readme(manifest: dict) -> str:
             + ";\n       detection_labels/fusion/<split>/*.txt: YOLO boxes (person, bicycle, car).\n"
             f"M3FD/  M3FD layout, {p['m3fd_pairs']} pairs (Ir stored as 3 equal channels), VOC boxes "
             "in Annotation/ with classes " + ", ".join(manifest["m3fd"]["classes"])
-            + f",\n       meta/{{train,val,test}}.txt: seeded split {p['m3fd_split']}.\n\n"
+            + f",\n       meta/{{train,val,test}}.txt: seeded split {p['m3fd_split']}.\n"
+            + (f"MultiFocus/  {p['multifocus_pairs']} multi-focus pairs (near/, far/): one sharp grey scene "
+               "blurred in its right half (near) or left half (far); `pairs` kind, ir = far, vis = near.\n"
+               if p.get("multifocus_pairs") else "") + "\n"
             "Evidence maps (for the `oracle` positive control): MSRS/<split>/evidence/<name>.png and\n"
             "M3FD/evidence/<name>.png, one 8-bit grey PNG per scene, the size of the pair. Per pixel:\n"
             "  0 = no labelled region there, or both or neither modality shows the region,\n"

@@ -66,3 +66,30 @@ def train(method, cfg, pairs, root, name="m", **kwargs):
 
 def summary(root, name="m"):
     return json.loads((root / f"r_{name}" / "summary.json").read_text())
+
+
+def assert_resume_equality(method, cfg, pairs, root, monkeypatch, crash_at=5):
+    """A run interrupted at its ``crash_at``-th batch (2 batches per epoch: 5 = first of epoch 2) and
+    resumed ends with exactly the weights and the losses.csv of an uninterrupted run."""
+    from pipeline.training import data as D
+
+    full = torch.load(train(method, cfg, pairs, root, "full"), weights_only=True)
+    calls = {"n": 0}
+    real = D.make_batch
+
+    def crash(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == crash_at:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(D, "make_batch", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(method, cfg, pairs, root, "cut")
+    monkeypatch.setattr(D, "make_batch", real)
+    torch.manual_seed(99)  # the resumed run restores the RNG (the noisy labels) from the checkpoint
+    resumed = torch.load(train(method, cfg, pairs, root, "cut"), weights_only=True)
+    assert summary(root, "cut")["resumed_from_epoch"] == (crash_at - 1) // 2 - 1
+    assert list(full["model"]) == list(resumed["model"])
+    assert all(torch.equal(full["model"][k], resumed["model"][k]) for k in full["model"])
+    assert (root / "r_full" / "losses.csv").read_text() == (root / "r_cut" / "losses.csv").read_text()

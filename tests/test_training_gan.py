@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from _training import pairs, published, restore_threads, summary, train  # noqa: F401 (fixtures)
+from _training import assert_resume_equality, pairs, published, restore_threads, summary, train  # noqa: F401
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.fusion.registry import get_method
@@ -23,26 +23,7 @@ TINY_DDC = {**published("ddcgan"), "seed": 3, "device": "cpu", "threads": 1, "ep
 
 
 def test_fusiongan_resume_after_interruption_gives_identical_weights(pairs, tmp_path, monkeypatch):
-    full = torch.load(train("fusiongan", TINY_FG, pairs, tmp_path, "full"), weights_only=True)
-    calls = {"n": 0}
-    real = D.make_batch
-
-    def crash_in_epoch_2(*args, **kwargs):  # 2 batches per epoch: call 5 is epoch 2
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(D, "make_batch", crash_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        train("fusiongan", TINY_FG, pairs, tmp_path, "cut")
-    monkeypatch.setattr(D, "make_batch", real)
-    torch.manual_seed(99)  # the resumed run restores the RNG (the noisy labels) from the checkpoint
-    resumed = torch.load(train("fusiongan", TINY_FG, pairs, tmp_path, "cut"), weights_only=True)
-    assert summary(tmp_path, "cut")["resumed_from_epoch"] == 1
-    assert list(full["model"]) == list(resumed["model"])
-    assert all(torch.equal(full["model"][k], resumed["model"][k]) for k in full["model"])
-    assert (tmp_path / "r_full" / "losses.csv").read_text() == (tmp_path / "r_cut" / "losses.csv").read_text()
+    assert_resume_equality("fusiongan", TINY_FG, pairs, tmp_path, monkeypatch)
 
 
 def test_rerun_of_a_finished_run_writes_its_outputs_again(pairs, tmp_path):

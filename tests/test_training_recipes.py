@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _training import pairs, published, restore_threads, summary, train  # noqa: F401 (fixtures)
+from _training import assert_resume_equality, pairs, published, restore_threads, summary, train  # noqa: F401
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.fusion.registry import get_method
+from pipeline.training import data as D
 from pipeline.training import trainer as T
 from pipeline.training.health import TrainingDiverged
 
@@ -20,6 +21,7 @@ TINY = {"seed": 5, "device": "cpu", "threads": 1, "epochs": 2, "batch_size": 2, 
 RECIPES = {
     "pmgi": {"crop": 24},
     "densefuse": {"crop": 32},
+    "mff_gan": {"crop": 32},
 }
 
 
@@ -58,6 +60,49 @@ def test_trained_weights_resolve_to_the_stage_output():
         assert entry.files[""] == trained_weights(method)
         with pytest.raises(DataError, match=f"run the train@{method} stage"):
             entry.fuse(np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32))
+
+
+def test_mff_gan_resume_after_interruption_gives_identical_weights(pairs, tmp_path, monkeypatch):
+    assert_resume_equality("mff_gan", tiny("mff_gan", epochs=3), pairs, tmp_path, monkeypatch)
+
+
+def test_mff_gan_sharpness_map_and_joint_constraints():
+    from pipeline.training.methods.mff_gan import focus_scores, joint_constraints
+
+    gen = torch.Generator().manual_seed(2)
+    sharp = torch.rand(1, 1, 16, 16, generator=gen, dtype=torch.float64) * 2 - 1
+    smooth = torch.nn.functional.avg_pool2d(sharp, 3, stride=1, padding=1)
+    near = torch.cat([sharp[..., :8], smooth[..., 8:]], -1)   # near focus: left half sharp
+    far = torch.cat([smooth[..., :8], sharp[..., 8:]], -1)
+    near_score, far_score = focus_scores(near, far)
+    assert far_score[..., 2:-2, 10:-2].mean() > 0.75 and far_score[..., 2:-2, 2:6].mean() < 0.25
+    assert torch.equal(near_score + far_score, torch.ones_like(near_score))
+    assert torch.equal(focus_scores(near, near)[0], torch.ones_like(near))   # ties go to near
+    composite = near_score * near + far_score * far
+    intensity, _ = joint_constraints(composite, near, far, near_score, far_score)
+    assert float(intensity) == 0.0
+
+
+def test_demo_multifocus_pairs_train_through_the_pairs_kind(tmp_path):
+    from pipeline.datasets import load_dataset
+    from pipeline.demo_data import DemoConfig, generate
+
+    generate(tmp_path / "demo", DemoConfig(m3fd_pairs=0, msrs_train=0, msrs_test=0, multifocus_pairs=2,
+                                           height=64, width=64), workers=1)
+    sets = {"mf": {"kind": "pairs", "root": str(tmp_path / "demo" / "MultiFocus"), "ir_dir": "far", "vis_dir": "near"}}
+    samples = D.load_training_sets({}, sets, ["all"])
+    pairs = D.training_pairs(samples)
+    assert [p.key for p in pairs] == ["mf/00000", "mf/00001"] and pairs[0].ir.parent.name == "far"
+    dataset = load_dataset("pairs", tmp_path / "demo" / "MultiFocus", ir_dir="far", vis_dir="near")
+    (sample,) = dataset.samples[:1]
+    from pipeline.imageio import read_image
+
+    near, far = read_image(sample.vis).astype(float), read_image(sample.ir).astype(float)
+    # the left half is sharp in the near image: more high-frequency energy there
+    energy = lambda x: np.abs(np.diff(x, axis=1)).mean()  # noqa: E731
+    assert energy(near[:, :24]) > energy(far[:, :24]) and energy(far[:, 40:]) > energy(near[:, 40:])
+    train("mff_gan", tiny("mff_gan", epochs=1, crop=32, batch_size=2), pairs, tmp_path)
+    assert summary(tmp_path)["n_pairs"] == 2
 
 
 def test_pmgi_loss_is_the_published_proportional_loss():

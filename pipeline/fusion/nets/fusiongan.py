@@ -67,10 +67,15 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, size: int, widths: Sequence[int] = (32, 64, 128, 256), eps: float = 1e-5):
+    """``spectral_norm=False``: the same layout with plain convolutions (MFF-GAN's discriminator, spec
+    section 11, on 60² gradient patches: 2·2·256 = 1024 linear inputs)."""
+
+    def __init__(self, size: int, widths: Sequence[int] = (32, 64, 128, 256), eps: float = 1e-5,
+                 spectral_norm: bool = True):
         super().__init__()
         chans = (1, *widths)
-        self.convs = nn.ModuleList([_sn(nn.Conv2d(a, b, 3, stride=2)) for a, b in zip(chans, chans[1:])])
+        wrap = _sn if spectral_norm else (lambda m: m)
+        self.convs = nn.ModuleList([wrap(nn.Conv2d(a, b, 3, stride=2)) for a, b in zip(chans, chans[1:])])
         self.bns = nn.ModuleList([nn.Identity(), *(ImageBN(c, eps) for c in widths[1:])])
         for _ in widths:
             size = (size - 3) // 2 + 1

@@ -38,24 +38,13 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.errors import ConfigError
-from pipeline.training.losses import centre, label_accuracy, laplacian, noisy
+from pipeline.training.losses import centre, label_accuracy, laplacian, lsgan, output_std
 from pipeline.training.recipe import Recipe, register_recipe
-
-
-def generator_loss(d_fake, fused, ir_label, vis_label, real_label, content_weight, gradient_weight):
-    """``(total, parts)`` of L_G (module docstring)."""
-    adv = ((d_fake - noisy(d_fake, real_label)) ** 2).mean()
-    intensity = ((fused - ir_label) ** 2).mean()
-    gradient = ((laplacian(fused) - laplacian(vis_label)) ** 2).mean()
-    content = intensity + gradient_weight * gradient
-    total = adv + content_weight * content
-    return total, {"g_adv": adv, "g_content": content, "g_intensity": intensity, "g_gradient": gradient}
 
 
 def discriminator_loss(d_real, d_fake, real_label, fake_label):
     """``(total, real term, fake term)`` of L_D (module docstring)."""
-    real = ((d_real - noisy(d_real, real_label)) ** 2).mean()
-    fake = ((d_fake - noisy(d_fake, fake_label)) ** 2).mean()
+    real, fake = lsgan(d_real, real_label), lsgan(d_fake, fake_label)
     return real + fake, real, fake
 
 
@@ -73,7 +62,7 @@ class FusionGANRecipe(Recipe):
             value = config[key]
             if not (isinstance(value, (list, tuple)) and len(value) == 2 and value[0] <= value[1]):
                 raise ConfigError(f"{where}.{key} must be [low, high], got {value!r}")
-        if len(config["widths"]) != 4:
+        if "widths" in cls.options and len(config["widths"]) != 4:
             raise ConfigError(f"{where}.widths must list 4 channel counts, got {config['widths']!r}")
         if int(config["d_steps"]) < 1:
             raise ConfigError(f"{where}.d_steps must be at least 1, got {config['d_steps']!r}")
@@ -89,28 +78,53 @@ class FusionGANRecipe(Recipe):
                      "discriminator": torch.optim.Adam(self.nets["discriminator"].parameters(), lr=float(c["lr_d"]))}
         self.threshold = (np.mean(c["real_label"]) + np.mean(c["fake_label"])) / 2
 
-    def step(self, batch, index):
-        c, gen, disc = self.config, self.generator, self.nets["discriminator"]
+    # -- hooks (MFF-GAN overrides them; pipeline/training/methods/mff_gan.py)
+    def inputs(self, batch):
+        """Generator inputs in [−1, 1] and the loss targets (centre "labels")."""
         ir, vis = batch["ir"] * 2 - 1, batch["vis"] * 2 - 1
-        ir_label, vis_label = centre(ir, self.shrink), centre(vis, self.shrink)
+        return {"ir": ir, "vis": vis, "ir_label": centre(ir, self.shrink), "vis_label": centre(vis, self.shrink)}
+
+    def generate(self, x):
+        return self.generator(x["ir"], x["vis"])
+
+    def real_for_d(self, x):
+        """What the discriminator must call real: the visible label patch."""
+        return x["vis_label"]
+
+    def fake_for_d(self, fused):
+        return fused
+
+    def content(self, fused, x):
+        """``(content, parts)``: intensity to IR + ξ·Laplacian gradient to VI (module docstring)."""
+        intensity = ((fused - x["ir_label"]) ** 2).mean()
+        gradient = ((laplacian(fused) - laplacian(x["vis_label"])) ** 2).mean()
+        content = intensity + float(self.config["gradient_weight"]) * gradient
+        return content, {"g_intensity": intensity, "g_gradient": gradient}
+
+    def step(self, batch, index):
+        c, disc = self.config, self.nets["discriminator"]
+        x = self.inputs(batch)
+        real = self.real_for_d(x)
         for _ in range(int(c["d_steps"])):
             with torch.no_grad(), self.ctx.autocast():
-                fused = gen(ir, vis)
+                fused = self.generate(x)
             with self.ctx.autocast():
-                d_real, d_fake = disc(vis_label).float(), disc(fused).float()
+                d_real, d_fake = disc(real).float(), disc(self.fake_for_d(fused)).float()
             d_total, d_real_loss, d_fake_loss = discriminator_loss(d_real, d_fake, c["real_label"], c["fake_label"])
             self.ctx.update("discriminator", d_total)
         with self.ctx.autocast():
-            fused = gen(ir, vis)
-            d_fake_g = disc(fused)
+            fused = self.generate(x)
+            d_fake_g = disc(self.fake_for_d(fused))
         fused = fused.float()
-        g_total, parts = generator_loss(d_fake_g.float(), fused, ir_label, vis_label, c["real_label"],
-                                        float(c["content_weight"]), float(c["gradient_weight"]))
+        adv = lsgan(d_fake_g.float(), c["real_label"])
+        content, parts = self.content(fused, x)
+        g_total = adv + float(c["content_weight"]) * content
         self.ctx.update("generator", g_total)
         acc = label_accuracy(d_real, d_fake, self.threshold)
-        return {"g_total": g_total.detach(), **{k: v.detach() for k, v in parts.items()},
+        return {"g_total": g_total.detach(), "g_adv": adv.detach(), "g_content": content.detach(),
+                **{k: v.detach() for k, v in parts.items()},
                 "d_total": d_total.detach(), "d_real": d_real_loss.detach(), "d_fake": d_fake_loss.detach(),
-                "d_acc": acc, "g_std": ((fused.detach() + 1) / 2).std()}
+                "d_acc": acc, "g_std": output_std(fused, signed=True)}
 
     def fuse(self, ir, vis):
         """The generator in training form (batch statistics, spectral norm) on edge-padded inputs."""
@@ -126,5 +140,5 @@ class FusionGANRecipe(Recipe):
     def export(self, epoch):
         from pipeline.training.checkpoints import cpu_state
 
-        return {"method": "fusiongan", "epoch": epoch, "widths": list(self.config["widths"]),
+        return {"method": self.method, "epoch": epoch, "widths": list(self.config["widths"]),
                 "model": cpu_state(self.generator)}
