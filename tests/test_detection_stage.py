@@ -3,6 +3,7 @@ resume, and the whole stage (Prefect flow) on the real M3FD pairs of ../shared."
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def tiny_params(data_root: Path, out: Path, **detection) -> dict:
             "datasets": {"m3fd": {"kind": "m3fd", "root": str(data_root), "split": "meta"}},
             "detection": {"model": PICO, "imgsz": 64, "epochs": 1, "batch": 4, "lr0": 0.02,
                           "mosaic": 0.0, "seeds": [0], "fused_root": str(out / "fused"),
-                          "results": str(out / "results"), **detection}}
+                          "results": str(out / "results"), "models_root": str(out / "models"), **detection}}
 
 
 @pytest.fixture(scope="module")
@@ -263,14 +264,16 @@ def test_stage_trains_and_evaluates_offline(tiny, tmp_path, no_network, monkeypa
     assert m["provenance"]["split"]["test"] == ["00011", "00012", "00013"]
 
     seed_dir = tmp_path / "results" / "m3fd" / "average" / "seed_0"
-    assert (seed_dir / "weights" / "best.pt").is_file() and not (seed_dir / "weights" / "last.pt").exists()
+    work = tmp_path / "models" / "m3fd" / "average" / "seed_0"
+    assert {p.name for p in (work / "weights").iterdir()} == {"best_state.pt"}  # no pickles, no resume state
+    assert read_json(seed_dir / "seed_metrics.json")["key"] == read_json(work / "key.json")["key"]
     # the test evaluation loads a weights-only copy of the network, never ultralytics' pickle
     import torch
 
     from pipeline.detection import yolo as yolo_module
 
-    saved = torch.load(seed_dir / "weights" / "best_state.pt", weights_only=True)
-    assert set(saved) == {"yaml", "names", "state_dict"} and list(saved["names"].values()) == list(dataset.box_classes)
+    saved = torch.load(work / "weights" / "best_state.pt", weights_only=True)
+    assert set(saved) == {"yaml", "names", "state_dict", "key"} and list(saved["names"].values()) == list(dataset.box_classes)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="junk.pt"):
         yolo_module.load_weights_only(tmp_path / "junk.pt")
@@ -359,3 +362,73 @@ def test_training_is_deterministic_while_other_threads_draw_random_numbers(tiny,
         results.append((read_json(path)["mAP50"],
                         read_json(path.parent / "seed_0" / "predictions.json")["images"]))
     assert results[0] == results[1]
+
+
+def test_killed_run_keeps_finished_seeds_and_resumes_the_killed_one(tiny, tmp_path):
+    """A real run of two seeds is SIGKILLed after seed 0 finished and seed 1 saved its second
+    epoch; the stage output is deleted (as DVC does); the re-run reuses seed 0 (identical to an
+    uninterrupted run) and continues seed 1 after epoch 2."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    import torch
+
+    from pipeline.detection import trainer
+
+    # as the demo: an optimizer step every batch (nbs = batch, no warm-up), no mosaic to close
+    settings = dict(epochs=3, seeds=[0, 1], nbs=4, warmup_epochs=0, select="last", checkpoint_every=1,
+                    extra={"close_mosaic": 0})
+    reference = read_json(stage.run_method(tiny_params(tiny, tmp_path / "ref", **settings), "ir"))
+    params = tiny_params(tiny, tmp_path / "run", **settings)
+    work = tmp_path / "run" / "models" / "m3fd" / "ir"
+    resume = work / "seed_1" / "weights" / trainer.RESUME_NAME
+
+    # the child kills itself (SIGKILL: no clean-up of any kind) right after seed 1 saved epoch 2
+    code = """
+import json, os, signal, sys
+from pipeline.detection import stage, trainer
+save = trainer.save_torch
+def save_then_die(path, state):
+    save(path, state)
+    if "seed_1" in str(path) and state["epoch"] == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+trainer.save_torch = save_then_die
+stage.run_method(json.loads(sys.argv[1]), "ir")
+"""
+    child = subprocess.run([sys.executable, "-c", code, json.dumps(params)], cwd=REPO, timeout=600)
+    assert child.returncode == -signal.SIGKILL
+    assert torch.load(resume, weights_only=True)["epoch"] == 1
+    assert read_json(work / "seed_0" / "seed_metrics.json")["resumed_from_epoch"] is None
+    assert not (work / "seed_1" / "seed_metrics.json").exists()
+    shutil.rmtree(tmp_path / "run" / "results")          # DVC deletes the stage output before a run
+
+    from pipeline.detection import yolo
+
+    trained = []
+    original = yolo.train
+
+    def spy(*args, **kwargs):
+        trained.append((args[3], kwargs.get("resume") and kwargs["resume"]["epoch"]))
+        return original(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(yolo, "train", spy)
+        again = read_json(stage.run_method(params, "ir"))
+    assert [seed for seed, _ in trained] == [1]             # seed 0 reused, seed 1 resumed
+    assert trained[0][1] == 1
+    assert read_json(work / "seed_1" / "seed_metrics.json")["resumed_from_epoch"] == 2
+    assert again["per_seed"]["0"] == reference["per_seed"]["0"] and again["seeds"] == [0, 1]
+    ours = read_json(tmp_path / "run" / "results" / "m3fd" / "ir" / "seed_0" / "predictions.json")
+    assert ours["images"] == read_json(tmp_path / "ref" / "results" / "m3fd" / "ir" / "seed_0" /
+                                       "predictions.json")["images"]
+    assert not (work / "seed_1" / "weights" / trainer.RESUME_NAME).exists()  # removed once trained
+    # another setting: another key; the finished seed is not reused and its folder is emptied
+    old_key = read_json(work / "seed_0" / "key.json")["key"]
+    params["detection"]["lr0"] = 0.01
+    prepared = stage.prepare_method(params, "ir")
+    key = prepared.seed_key(0)
+    assert key != old_key and stage._finished(work / "seed_0", key) is None
+    stage.claim_seed_folder(work / "seed_0", key)
+    assert [p.name for p in (work / "seed_0").iterdir()] == ["key.json"]

@@ -19,6 +19,8 @@ from pipeline.segmentation import metrics as M
 from pipeline.segmentation.model import resolve_config
 from pipeline.segmentation.run import method_names, prepare, run_method
 
+REPO = Path(__file__).resolve().parents[1]
+
 H, W = 40, 56          # not multiples of 16: evaluation must pad and crop back
 TINY = {"seeds": [0], "device": "cpu", "threads": 1,
         "model": {"encoder": "mobilenet_v2", "decoder_channels": 32},
@@ -273,9 +275,71 @@ def test_seeds_are_deterministic_and_resume_gives_the_same_weights(tmp_path, mon
     state = torch.load(cut_root / "models/msrs/vis/seed_0/last.pth", weights_only=True)
     assert state["epoch"] == 0
     run_method(cut, "vis", progress=False)
+    assert not (cut_root / "models/msrs/vis/seed_0/last.pth").exists()   # removed once trained
     resumed = torch.load(cut_root / "models/msrs/vis/seed_0/model.pth", weights_only=True)
     assert [h["epoch"] for h in resumed["history"]] == [0, 1]
     assert all(torch.equal(resumed["model"][k], weights[0][k]) for k in weights[0])
+
+
+def test_killed_run_keeps_finished_seeds_and_resumes_the_killed_one(tmp_path, monkeypatch):
+    """A real two-seed run SIGKILLed right after seed 1 saved its first epoch; DVC deletes the
+    results folder; the re-run reuses seed 0 untouched, resumes seed 1 after epoch 1, and both
+    equal an uninterrupted run; changed images (same names and sizes) retrain."""
+    import json
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    import torch
+    from pipeline.segmentation import train as T
+
+    root = make_msrs(tmp_path, methods=("vis",))
+    reference = run_method(tiny_params(root, seeds=[0, 1], train={"epochs": 2}, results_root=str(tmp_path / "ref/r"),
+                                       models_root=str(tmp_path / "ref/m")), "vis", progress=False)
+    params = tiny_params(root, seeds=[0, 1], train={"epochs": 2})
+    code = """
+import json, os, signal, sys
+from pipeline.segmentation import run, train
+save = train.save_torch
+def save_then_die(path, state):
+    save(path, state)
+    if "seed_1" in str(path) and path.name == train.LAST_NAME:
+        os.kill(os.getpid(), signal.SIGKILL)
+train.save_torch = save_then_die
+run.run_method(json.loads(sys.argv[1]), "vis", progress=False)
+"""
+    child = subprocess.run([sys.executable, "-c", code, json.dumps(params)], cwd=REPO, timeout=600)
+    assert child.returncode == -signal.SIGKILL
+    work = root / "models/msrs/vis"
+    assert (work / "seed_0/metrics.json").is_file() and (work / "seed_1/last.pth").is_file()
+    shutil.rmtree(root / "results")                  # DVC deletes the stage output before a run
+    trained = []
+    real_train = T.train_seed
+
+    def spy(cfg, items, n, seed, *args, **kwargs):
+        trained.append(seed)
+        return real_train(cfg, items, n, seed, *args, **kwargs)
+
+    monkeypatch.setattr(T, "train_seed", spy)
+    again = run_method(params, "vis", progress=False)
+    assert trained == [1]
+    assert again["per_seed"] == reference["per_seed"]
+    final = torch.load(work / "seed_1/model.pth", weights_only=True)
+    assert [h["epoch"] for h in final["history"]] == [0, 1] and not (work / "seed_1/last.pth").exists()
+    ref = torch.load(tmp_path / "ref/m/msrs/vis/seed_1/model.pth", weights_only=True)["model"]
+    assert all(torch.equal(final["model"][k], ref[k]) for k in ref)
+    _check_outputs(root / "results/msrs/vis", 2, sorted((root / "MSRS/test/Segmentation_labels").glob("*.png")),
+                   seeds=(0, 1))
+    # a training image replaced by another one of the same name and size: every seed trains again
+    image = next((root / "fused/msrs/vis").glob("*.png"))
+    import cv2
+
+    picture = cv2.imread(str(image))
+    cv2.imwrite(str(image), 255 - picture)
+    trained.clear()
+    run_method(params, "vis", progress=False)
+    assert trained == [0, 1]
 
 
 def test_flow_runs_one_method(tmp_path, prefect_harness, monkeypatch):

@@ -1,27 +1,36 @@
 """The detection stage for one fusion method: build its YOLO dataset, train and test every seed,
 write ``results/detection/<dataset>/<method>/metrics.json``.
 
-Layout (``<out>`` = ``results/detection/<dataset>/<method>``)::
+Layout (``<out>`` = ``results/detection/<dataset>/<method>``, the stage's DVC output, deleted by
+DVC before the stage runs; ``<work>`` = ``<models_root>/<dataset>/<method>``, a persisted output
+that survives a failed or interrupted run)::
 
     <out>/metrics.json                 mean/std over seeds + per seed, params, split, versions
-    <out>/seed_<k>/weights/best.pt     best epoch on the validation split (ultralytics checkpoint)
-    <out>/seed_<k>/weights/best_state.pt  the same network as plain data (torch.load weights_only=True),
-                                       the file the test evaluation loads
     <out>/seed_<k>/predictions.json    per test image: gt and detections (conf >= 0.001, NMS IoU 0.6)
-    <out>/seed_<k>/seed_metrics.json   this seed's test metrics + fingerprint (resume marker)
-    <out>/seed_<k>/args.yaml, results.csv   ultralytics' own run record
+    <out>/seed_<k>/seed_metrics.json   this seed's test metrics and key
+    <work>/seed_<k>/key.json           the seed's content key (below); another key empties the folder
+    <work>/seed_<k>/weights/best_state.pt  the trained network as plain data (torch.load
+                                       weights_only=True), the file the test evaluation loads
+    <work>/seed_<k>/weights/resume.pt  mid-run resume state (pipeline.detection.trainer), removed
+                                       once the seed is trained
+    <work>/seed_<k>/{predictions,seed_metrics}.json, args.yaml, results.csv  (copied to <out>)
+
+Every seed's key (:meth:`Prepared.seed_key`) is a content fingerprint of the bytes of the method's
+images and labels, the detection settings, the model file, the device, the ultralytics version,
+the stage's code (:func:`pipeline.fingerprint.code_digest`) and the seed. A seed whose finished
+record carries the current key is reused (a re-run after a failure trains only the missing
+seeds), a killed training with the current key continues after its last checkpoint, and a seed
+folder of another key is deleted before training: nothing stale survives.
 
 The YOLO dataset (links + label files + ``data.yaml``) is built in the scratch folder
 ``<state>/detection/<dataset>/<method>/yolo_data`` (``.cache/`` of the project), outside every
-DVC-tracked folder. A seed whose ``seed_metrics.json`` fingerprint matches the current data,
-settings and ultralytics version is not trained again (resume after an interruption).
+DVC-tracked folder.
 """
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +38,7 @@ from pipeline.config import section
 from pipeline.datasets import PairDataset, load_configured
 from pipeline.detection import ap as ap_metric
 from pipeline.detection import yolo
+from pipeline.detection.trainer import RESUME_NAME, finished_weights, load_resume
 from pipeline.detection.yolo_data import YoloData, build_yolo_data, method_images
 from pipeline.errors import ConfigError
 from pipeline.hermetic import state_dir
@@ -38,9 +48,10 @@ log = logging.getLogger("fusebench.detection")
 
 DEFAULTS = {
     "dataset": "m3fd", "fused_root": "data/fused", "results": "results/detection",
+    "models_root": "models/detection",
     "model": "yolov5s.yaml", "pretrained": None, "imgsz": 640, "epochs": 36, "batch": 16,
     "nbs": 64, "seeds": [0], "device": None, "optimizer": "SGD", "lr0": 0.01, "warmup_epochs": 3.0,
-    "mosaic": 1.0, "patience": 100,
+    "mosaic": 1.0, "patience": 100, "select": "best", "checkpoint_every": 1, "cache": False,
     "conf": 0.001, "iou": 0.6, "max_det": 300, "val_fraction": 0.1, "split_seed": 0,
     "unknown_classes": None, "extra": {},
 }
@@ -62,7 +73,9 @@ def detection_settings(params: dict) -> dict:
     if not seeds or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"detection.seeds must be a non-empty list of integers, got {settings['seeds']!r}")
     settings["seeds"] = list(seeds)
-    for key in ("imgsz", "epochs", "batch", "max_det"):
+    if settings["select"] not in ("best", "last"):
+        raise ConfigError(f"detection.select must be 'best' or 'last', got {settings['select']!r}")
+    for key in ("imgsz", "epochs", "batch", "max_det", "checkpoint_every"):
         if not isinstance(settings[key], int) or settings[key] < 1:
             raise ConfigError(f"detection.{key} must be a positive integer, got {settings[key]!r}")
     if not 0 < float(settings["val_fraction"]) < 1:
@@ -90,14 +103,25 @@ class Prepared:
     device: str
     out_dir: Path
 
+    work_dir: Path | None = None
+
     def seed_dir(self, seed: int) -> Path:
+        """The published folder of a seed (inside the stage's DVC output)."""
         return self.out_dir / f"seed_{seed}"
 
-    def fingerprint(self) -> str:
-        settings = {k: v for k, v in self.settings.items() if k != "seeds"}
-        text = json.dumps([self.data.fingerprint, settings, yolo.model_identity(self.settings), self.device,
-                           yolo.ultralytics_version()], sort_keys=True, default=str)
-        return hashlib.md5(text.encode()).hexdigest()
+    def seed_work(self, seed: int) -> Path:
+        """The persisted work folder of a seed (weights, resume state, records)."""
+        return (self.work_dir or self.out_dir) / f"seed_{seed}"
+
+    def seed_key(self, seed: int) -> str:
+        """Content key of one seed's result (see the module docstring)."""
+        from pipeline.fingerprint import code_digest, content_key
+
+        settings = {k: v for k, v in self.settings.items()
+                    if k not in ("seeds", "results", "models_root", "fused_root", "methods")}
+        return content_key(data=self.data.fingerprint, settings=settings, model=yolo.model_identity(self.settings),
+                           device=self.device, ultralytics=yolo.ultralytics_version(),
+                           code=code_digest("pipeline.detection.stage"), seed=int(seed))
 
 
 def load_detection_dataset(params: dict, settings: dict) -> PairDataset:
@@ -122,7 +146,13 @@ def prepare_method(params: dict, method: str) -> Prepared:
     if settings["device"] == "auto" and device == "cpu":
         log.info("device auto: no CUDA GPU found, training on the CPU")
     out_dir = Path(settings["results"]) / dataset.name / method
-    return Prepared(method, dataset, data, settings, device, out_dir)
+    work_dir = Path(settings["models_root"]) / dataset.name / method
+    if work_dir.is_dir():  # seeds no longer configured: their folders can never be reused
+        keep = {f"seed_{s}" for s in settings["seeds"]}
+        for old in work_dir.iterdir():
+            if old.is_dir() and old.name.startswith("seed_") and old.name not in keep:
+                shutil.rmtree(old)
+    return Prepared(method, dataset, data, settings, device, out_dir, work_dir)
 
 
 def prediction_records(prepared: Prepared, detections: dict[str, dict]) -> list[dict]:
@@ -143,24 +173,71 @@ def prediction_records(prepared: Prepared, detections: dict[str, dict]) -> list[
     return records
 
 
-def run_seed(prepared: Prepared, seed: int) -> dict:
-    """Train and test one seed (skipped when its finished record matches); returns its metrics."""
-    run_dir = prepared.seed_dir(seed)
-    marker = run_dir / "seed_metrics.json"
-    fingerprint = prepared.fingerprint()
-    best = run_dir / "weights" / yolo.WEIGHTS_ONLY_NAME
-    if marker.is_file() and best.is_file() and (run_dir / "predictions.json").is_file():
+def _finished(work: Path, key: str) -> dict | None:
+    marker = work / "seed_metrics.json"
+    if marker.is_file() and (work / "predictions.json").is_file():
         done = read_json(marker)
-        if done.get("fingerprint") == fingerprint:
-            log.info("%s seed %d: already done, reusing %s", prepared.method, seed, marker)
+        if done.get("key") == key:
             return done
+    return None
+
+
+def _trained(weights: Path, key: str) -> bool:
+    if not weights.is_file():
+        return False
+    import torch
+
+    try:
+        return torch.load(weights, map_location="cpu", weights_only=True).get("key") == key
+    except Exception:  # noqa: BLE001 - unreadable: train again
+        return False
+
+
+def claim_seed_folder(work: Path, key: str) -> None:
+    """Make ``work`` the folder of ``key``: a folder written for another key is emptied first."""
+    marker = work / "key.json"
+    if work.is_dir() and (not marker.is_file() or read_json(marker).get("key") != key):
+        log.info("%s: written for other inputs or settings, starting it again", work)
+        shutil.rmtree(work)
+    if not marker.is_file():
+        write_json(marker, {"key": key})
+
+
+def publish_seed(prepared: Prepared, seed: int) -> None:
+    """Copy the seed's records from its work folder into the stage's output."""
+    out = prepared.seed_dir(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("predictions.json", "seed_metrics.json"):
+        shutil.copyfile(prepared.seed_work(seed) / name, out / name)
+
+
+def run_seed(prepared: Prepared, seed: int) -> dict:
+    """Train and test one seed in its work folder, reusing a finished seed and resuming a killed
+    training of the same key; publish its records; return its metrics."""
+    work, key = prepared.seed_work(seed), prepared.seed_key(seed)
+    done = _finished(work, key)
+    if done is not None:
+        log.info("%s seed %d: already done, reusing %s", prepared.method, seed, work)
+        publish_seed(prepared, seed)
+        return done
+    claim_seed_folder(work, key)
     settings, data = prepared.settings, prepared.data
-    best = yolo.train(settings, data.data_yaml, run_dir, seed, prepared.device)
-    metrics, detections, names = yolo.evaluate(best, data.data_yaml, settings, prepared.device, run_dir)
+    best = work / "weights" / yolo.WEIGHTS_ONLY_NAME
+    resumed = None
+    if not _trained(best, key):
+        resume = load_resume(work / "weights" / RESUME_NAME, key)
+        resumed = None if resume is None else int(resume["epoch"]) + 1
+        final = finished_weights(resume) if resume is not None else None
+        if final is not None:  # killed after its last epoch was saved: nothing left to train
+            best = yolo.write_weights(final, best, key)
+            (work / "weights" / RESUME_NAME).unlink()
+        else:
+            best = yolo.train(settings, data.data_yaml, work, seed, prepared.device, key=key, resume=resume)
+    metrics, detections, names = yolo.evaluate(best, data.data_yaml, settings, prepared.device, work)
     if list(names) != list(data.classes):
         raise RuntimeError(f"model classes {names} differ from the dataset classes {list(data.classes)}")
     records = prediction_records(prepared, detections)
-    write_json(run_dir / "predictions.json", {
+    write_json(work / "predictions.json", {
         "dataset": prepared.dataset.name, "method": prepared.method, "seed": seed,
         "classes": list(data.classes), "conf": settings["conf"], "iou": settings["iou"],
         "max_det": settings["max_det"], "imgsz": settings["imgsz"],
@@ -170,8 +247,9 @@ def run_seed(prepared: Prepared, seed: int) -> dict:
     metrics["AP50"] = {c: by_id.get(i) for i, c in enumerate(data.classes)}
     check = ap_metric.evaluate(records)  # ultralytics' values recomputed from predictions.json
     metrics["mAP50_ap_py"], metrics["mAP50_95_ap_py"] = check.map50, check.map50_95
-    result = {"seed": seed, **metrics, "fingerprint": fingerprint, "weights": str(best)}
-    write_json(marker, result)
+    result = {"seed": seed, **metrics, "key": key, "resumed_from_epoch": resumed, "weights": str(best)}
+    write_json(work / "seed_metrics.json", result)
+    publish_seed(prepared, seed)
     return result
 
 

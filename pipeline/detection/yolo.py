@@ -37,7 +37,7 @@ from pipeline.hermetic import project_root, restore_torch_threads
 FIXED_ARGS = {"workers": 0, "plots": False, "amp": False, "deterministic": True, "verbose": False,
               "exist_ok": True, "save": True}
 TRAIN_KEYS = ("imgsz", "epochs", "batch", "nbs", "optimizer", "lr0", "warmup_epochs", "mosaic",
-              "patience")
+              "patience", "cache")
 
 
 def ultralytics_version() -> str:
@@ -146,10 +146,15 @@ def private_python_random():
 
 
 def train(settings: dict, data_yaml: Path, run_dir: Path, seed: int, device: str,
-          callbacks: dict[str, list] | None = None) -> Path:
-    """Train one seed; returns ``<run_dir>/weights/best.pt`` (``last.pt`` is removed).
+          callbacks: dict[str, list] | None = None, key: str = "", resume: dict | None = None) -> Path:
+    """Train one seed with :mod:`pipeline.detection.trainer` (``settings`` ``select`` and
+    ``checkpoint_every``; ``resume``: a state of :func:`~pipeline.detection.trainer.load_resume`
+    to continue from); returns ``<run_dir>/weights/best_state.pt`` (:func:`save_weights_only`,
+    carrying ``key``); ultralytics' own ``best.pt``/``last.pt`` and ``resume.pt`` are removed.
     ``callbacks`` adds ultralytics callbacks ``{event: [fn(trainer), ...]}`` (benchmarks)."""
     from ultralytics import YOLO
+
+    from pipeline.detection.trainer import RESUME_NAME, trainer_class
 
     _quiet()
     model_path = resolve_model(settings["model"])
@@ -165,32 +170,39 @@ def train(settings: dict, data_yaml: Path, run_dir: Path, seed: int, device: str
         for fn in fns:
             model.add_callback(event, fn)
     try:
-        with private_python_random():
-            model.train(**train_args(settings, data_yaml, run_dir, seed, device))
+        with private_python_random() as generator:
+            trainer = trainer_class(settings.get("select", "best"), int(settings.get("checkpoint_every") or 1),
+                                    key, resume, generator)
+            model.train(trainer=trainer, **train_args(settings, data_yaml, run_dir, seed, device))
     finally:
         restore_torch_threads()
     best = Path(run_dir) / "weights" / "best.pt"
-    last = best.with_name("last.pt")
     if not best.is_file():
         raise RuntimeError(f"ultralytics finished without writing {best}")
-    if last.is_file():
-        last.unlink()
-    return save_weights_only(model.model, best.with_name(WEIGHTS_ONLY_NAME))
+    weights = save_weights_only(model.model, best.with_name(WEIGHTS_ONLY_NAME), key)
+    for name in ("best.pt", "last.pt", RESUME_NAME):
+        best.with_name(name).unlink(missing_ok=True)
+    return weights
 
 
 WEIGHTS_ONLY_NAME = "best_state.pt"
 
 
-def save_weights_only(network, path: Path) -> Path:
-    """The trained network as plain data ({"yaml", "names", "state_dict"}), loadable with
+def save_weights_only(network, path: Path, key: str = "") -> Path:
+    """The trained network as plain data ({"yaml", "names", "state_dict", "key"}), loadable with
     ``torch.load(weights_only=True)`` — unlike ultralytics' ``best.pt``, a pickle of the module.
     After ``YOLO.train`` the wrapper holds the best epoch (ultralytics reloads ``best.pt``)."""
-    from pipeline.imageio import save_torch
-
     state = {k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
              for k, v in network.state_dict().items()}
-    return save_torch(path, {"yaml": dict(network.yaml), "names": {int(k): str(v) for k, v in network.names.items()},
-                             "state_dict": state})
+    return write_weights({"yaml": dict(network.yaml), "names": {int(k): str(v) for k, v in network.names.items()},
+                          "state_dict": state}, path, key)
+
+
+def write_weights(saved: dict, path: Path, key: str = "") -> Path:
+    """Write ``{"yaml", "names", "state_dict"}`` (+ ``key``) as :func:`load_weights_only` reads it."""
+    from pipeline.imageio import save_torch
+
+    return save_torch(path, {**saved, "key": key})
 
 
 def load_weights_only(path: Path):

@@ -29,6 +29,7 @@ import yaml
 
 from pipeline.datasets import Box, PairDataset, Sample, image_header_size, images_by_stem
 from pipeline.errors import ConfigError, DataError
+from pipeline.fingerprint import file_digest
 from pipeline.imageio import write_text
 
 SPLITS = ("train", "val", "test")
@@ -169,8 +170,7 @@ def build_yolo_data(dataset: PairDataset, images: dict[str, Path], out: Path, im
             link(image, out / "images" / split / f"{name}{image.suffix.lower()}")
             text = format_rows(rows[name])
             (out / "labels" / split / f"{name}.txt").write_text(text)
-            stat = Path(image).stat()
-            digest.update(f"{split}/{name}:{stat.st_size}:{stat.st_mtime_ns}:{text}".encode())
+            digest.update(f"{split}/{name}:{file_digest(image)}:{text}".encode())  # bytes, not names
     spec = {"path": str(out), "train": "images/train", "val": "images/val", "test": "images/test",
             "nc": len(classes), "names": dict(enumerate(classes))}
     data_yaml = write_text(out / "data.yaml", f"# YOLO dataset of {dataset.name}, images from "

@@ -91,6 +91,12 @@ def read_item(item: SegItem, n_classes: int, ignore_index: int = IGNORE_INDEX) -
     return image, read_label(item, n_classes, image.shape[:2], ignore_index)
 
 
+def read_items(items: Sequence[SegItem], n_classes: int, ignore_index: int = IGNORE_INDEX) -> list:
+    """Every item decoded once (:func:`read_item`): the seeds of a method train and test on these
+    arrays instead of decoding every image again in every epoch (a few MB for the demo)."""
+    return [read_item(item, n_classes, ignore_index) for item in items]
+
+
 def validate_items(items: Sequence[SegItem], n_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
     """Read every label once (ids, size against the image header); raise the first problem."""
     for item in items:
@@ -135,8 +141,9 @@ class TrainSet:
     """Map-style torch dataset of augmented crops; call :meth:`set_epoch` before each epoch."""
 
     def __init__(self, items: Sequence[SegItem], n_classes: int, train_cfg: dict, seed: int,
-                 ignore_index: int = IGNORE_INDEX):
+                 ignore_index: int = IGNORE_INDEX, arrays: Sequence | None = None):
         self.items = list(items)
+        self.arrays = list(arrays) if arrays is not None else None   # decoded (image, label) per item
         self.n_classes = n_classes
         self.cfg = train_cfg
         self.seed = int(seed)
@@ -152,7 +159,8 @@ class TrainSet:
     def __getitem__(self, index: int):
         import torch
 
-        image, label = read_item(self.items[index], self.n_classes, self.ignore_index)
+        image, label = (self.arrays[index] if self.arrays is not None
+                        else read_item(self.items[index], self.n_classes, self.ignore_index))
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image, label = augment(image, label, self.cfg["crop"], self.cfg["scale"], float(self.cfg["hflip"]),
                                rng, self.ignore_index)

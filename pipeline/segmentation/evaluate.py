@@ -60,17 +60,18 @@ def overlay_panel(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, ignore
 
 def evaluate_items(model, items: Sequence[SegItem], n_classes: int, cfg: Mapping, device: str,
                    overlay_dir: str | Path | None = None, n_overlays: int = 0, ignore_index: int = 255,
-                   progress: bool = True, desc: str = "evaluate") -> np.ndarray:
+                   progress: bool = True, desc: str = "evaluate", arrays: Sequence | None = None) -> np.ndarray:
     """Per-image confusion matrices ``N×C×C`` (int64, order of ``items``) of the model on ``items``.
 
-    The first ``n_overlays`` items also get ``<overlay_dir>/<name>.png`` (:func:`overlay_panel`)."""
+    The first ``n_overlays`` items also get ``<overlay_dir>/<name>.png`` (:func:`overlay_panel`);
+    ``arrays``: the items' decoded ``(image, label)`` pairs when already read."""
     from tqdm.auto import tqdm
 
     model.eval()
     tcfg, ecfg = cfg["train"], cfg["eval"]
     out = np.zeros((len(items), n_classes, n_classes), dtype=np.int64)
     for i, item in enumerate(tqdm(items, desc=desc, disable=not progress, leave=False)):
-        image, label = read_item(item, n_classes, ignore_index)
+        image, label = arrays[i] if arrays is not None else read_item(item, n_classes, ignore_index)
         pred = predict(model, image, tcfg["mean"], tcfg["std"], device, int(ecfg["pad_multiple"]))
         out[i] = confusion_matrix(pred, label, n_classes, ignore_index)
         if overlay_dir is not None and i < n_overlays:

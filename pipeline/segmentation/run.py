@@ -12,7 +12,13 @@ Outputs (``<results_root>/<dataset>/<method>/``, all written atomically)::
                                      per_seed (S×N×C×C int64, ``per_seed[s]`` is seed ``seeds[s]``)
     overlays/<name>.png              [image | ground truth | prediction] of the first seed
 
-Model weights go to ``<models_root>/<dataset>/<method>/seed_<k>/{model.pth,last.pth}``.
+Every seed works in ``<models_root>/<dataset>/<method>/seed_<k>/`` (a persisted DVC output, not
+deleted before a run): ``model.pth`` (final weights), ``last.pth`` (mid-run resume state, removed
+once trained), ``key.json`` and the seed's finished ``seed_<k>/`` files above plus its overlays,
+which are copied into the results folder. The seed's key (:func:`seed_key`) is a content
+fingerprint of the settings, the seed, the bytes of every training and test image and label and
+the stage's code: a re-run after a failure reuses every finished seed with the current key,
+resumes a killed training after its last checkpoint, and empties a seed folder of another key.
 Headline numbers (``mIoU``, ``mIoU_no_bg``, ``pixel_accuracy``, ``IoU``) are the means over seeds
 of the per-seed values; each per-seed value comes from that seed's test-set confusion matrix.
 """
@@ -58,6 +64,15 @@ class Job:
     image_folder: Path | None = None
     split: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
+    _arrays: dict = field(default_factory=dict, repr=False)
+
+    def arrays(self, split: str) -> list:
+        """The decoded ``(image, label)`` pairs of ``split`` (read once, shared by the seeds)."""
+        from pipeline.segmentation.data import read_items
+
+        if split not in self._arrays:
+            self._arrays[split] = read_items(getattr(self, split), len(self.classes), self.ignore_index)
+        return self._arrays[split]
 
 
 def method_names(params: Mapping) -> list[str]:
@@ -133,13 +148,62 @@ def seed_dir(job: Job, seed: int) -> Path:
     return job.out_dir / f"seed_{seed}"
 
 
+def seed_work(job: Job, seed: int) -> Path:
+    return job.model_dir / f"seed_{seed}"
+
+
+SEED_FILES = ("metrics.json", "confusion.csv", "per_image_confusion.npz")
+
+
+def seed_key(job: Job, seed: int) -> str:
+    """Content key of one seed's result (training key + test images/labels + evaluation settings)."""
+    from pipeline.fingerprint import code_digest, content_key, file_digest
+    from pipeline.segmentation.train import fingerprint
+
+    test = [(i.name, file_digest(i.image), file_digest(i.label)) for i in job.test]
+    return content_key(train=fingerprint(job.cfg, job.train, seed, len(job.classes)), test=test,
+                       eval=job.cfg["eval"], device=job.device, code=code_digest("pipeline.segmentation.run"))
+
+
+def _claim(work: Path, key: str) -> None:
+    """``work`` belongs to ``key`` afterwards; a folder of another key is emptied first."""
+    import shutil
+
+    marker = work / "key.json"
+    if work.is_dir() and (not marker.is_file() or read_json(marker).get("key") != key):
+        shutil.rmtree(work)
+    if not marker.is_file():
+        write_json(marker, {"key": key})
+
+
+def _publish(job: Job, seed: int, overlays: bool) -> None:
+    import shutil
+
+    work, out = seed_work(job, seed), seed_dir(job, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in SEED_FILES:
+        shutil.copyfile(work / name, out / name)
+    if overlays and (work / "overlays").is_dir():
+        shutil.copytree(work / "overlays", job.out_dir / "overlays", dirs_exist_ok=True)
+
+
 def run_seed(job: Job, seed: int, overlays: bool = True, progress: bool = True, resume: bool = True) -> dict:
-    """Train and evaluate one seed; write ``seed_<k>/`` outputs; return its metrics dict."""
+    """Train and evaluate one seed in its work folder (a finished seed of the same key is reused,
+    a killed one resumed); copy its ``seed_<k>/`` outputs to the results; return its metrics."""
     from pipeline.device import seed_everything
     from pipeline.segmentation.evaluate import evaluate_items
     from pipeline.segmentation.model import count_parameters
     from pipeline.segmentation.train import train_seed
 
+    work, key = seed_work(job, seed), seed_key(job, seed)
+    done = work / "metrics.json"
+    if resume and done.is_file() and all((work / n).is_file() for n in SEED_FILES):
+        record = read_json(done)
+        if record.get("key") == key:
+            _publish(job, seed, overlays)
+            return record
+    if resume:
+        _claim(work, key)
     seed_everything(seed)
     if job.device.startswith("cuda"):        # reproducible convolutions on the GPU as well
         import torch
@@ -151,23 +215,23 @@ def run_seed(job: Job, seed: int, overlays: bool = True, progress: bool = True, 
     n_overlays = int(job.cfg["eval"]["overlays"]) if overlays else 0
     with torch_threads(job.cfg["threads"]):
         start = time.perf_counter()
-        model, history = train_seed(job.cfg, job.train, n, seed, job.model_dir / f"seed_{seed}", job.device,
-                                    resume, progress, job.ignore_index, desc=tag)
+        model, history = train_seed(job.cfg, job.train, n, seed, work, job.device, resume, progress,
+                                    job.ignore_index, desc=tag, arrays=job.arrays("train"))
         trained = time.perf_counter()
-        per_image = evaluate_items(model, job.test, n, job.cfg, job.device, job.out_dir / "overlays",
-                                   n_overlays, job.ignore_index, progress, desc=f"{tag} test")
+        per_image = evaluate_items(model, job.test, n, job.cfg, job.device, work / "overlays", n_overlays,
+                                   job.ignore_index, progress, desc=f"{tag} test", arrays=job.arrays("test"))
     confusion = per_image.sum(0)
     scores = M.summarize(confusion, job.classes, background=0)
     record = {"dataset": job.dataset, "method": job.method, "seed": int(seed), **scores,
               "absent_class_rule": ABSENT_RULE, "n_train_images": len(job.train),
               "n_test_images": len(job.test), "model_parameters": count_parameters(model),
               "train_seconds": round(trained - start, 3), "eval_seconds": round(time.perf_counter() - trained, 3),
-              "history": history}
-    out = seed_dir(job, seed)
-    save_npz(out / "per_image_confusion.npz", names=np.array([i.name for i in job.test]),
+              "history": history, "key": key}
+    save_npz(work / "per_image_confusion.npz", names=np.array([i.name for i in job.test]),
              classes=np.array(job.classes), confusion=per_image)
-    write_csv(out / "confusion.csv", _confusion_frame(confusion, job.classes))
-    write_json(out / "metrics.json", record)
+    write_csv(work / "confusion.csv", _confusion_frame(confusion, job.classes))
+    write_json(work / "metrics.json", record)   # written last: the seed's "finished" marker
+    _publish(job, seed, overlays)
     return record
 
 

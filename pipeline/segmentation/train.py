@@ -96,12 +96,15 @@ def load_checkpoint(path: Path, fp: str) -> dict | None:
 
 def train_seed(cfg: Mapping, items: Sequence[SegItem], n_classes: int, seed: int, ckpt_dir: str | Path,
                device: str = "cpu", resume: bool = True, progress: bool = True,
-               ignore_index: int = 255, desc: str = "segment") -> tuple[torch.nn.Module, list[dict]]:
+               ignore_index: int = 255, desc: str = "segment",
+               arrays: Sequence | None = None) -> tuple[torch.nn.Module, list[dict]]:
     """Train on ``items`` (the training split) and return ``(model in eval mode, loss history)``.
 
     ``cfg`` is a resolved ``segmentation`` section (:func:`~pipeline.segmentation.model.resolve_config`).
     Writes ``<ckpt_dir>/last.pth`` (resume state) and ``<ckpt_dir>/model.pth`` (final:
-    ``{"format", "fingerprint", "epoch", "model": state_dict, "model_config", "n_classes", "history"}``)."""
+    ``{"format", "fingerprint", "epoch", "model": state_dict, "model_config", "n_classes", "history"}``);
+    ``last.pth`` is removed once ``model.pth`` is written. ``arrays`` are the items' decoded
+    ``(image, label)`` pairs when the caller already holds them (read once for every seed)."""
     from tqdm.auto import tqdm
 
     tcfg = cfg["train"]
@@ -119,7 +122,7 @@ def train_seed(cfg: Mapping, items: Sequence[SegItem], n_classes: int, seed: int
         return model.eval(), list(final.get("history", []))
     optimizer = make_optimizer(model, tcfg)
     loss_fn = make_loss(tcfg, ignore_index)
-    data = TrainSet(items, n_classes, tcfg, seed, ignore_index)
+    data = TrainSet(items, n_classes, tcfg, seed, ignore_index, arrays)
     steps = len(items) // batch
     total = steps * int(tcfg["epochs"])
     history: list[dict] = []
@@ -161,4 +164,5 @@ def train_seed(cfg: Mapping, items: Sequence[SegItem], n_classes: int, seed: int
                                        "epoch": int(tcfg["epochs"]) - 1, "model": model.state_dict(),
                                        "model_config": dict(cfg["model"]), "n_classes": n_classes,
                                        "history": history})
+    (ckpt_dir / LAST_NAME).unlink(missing_ok=True)
     return model.eval(), history
