@@ -4,7 +4,7 @@ Nothing here trains: the detection and segmentation stages wrote the models, thi
 locates them (layout of :mod:`pipeline.detection.stage` and :mod:`pipeline.segmentation.run`) and
 loads them with their own public loaders, strictly and with ``weights_only=True``:
 
-* detector of ``method``, seed ``k``:  ``<detection.results>/<dataset>/<method>/seed_<k>/weights/best_state.pt``
+* detector of ``method``, seed ``k``:  ``<detection.models_root>/<dataset>/<method>/seed_<k>/weights/best_state.pt``
   (:func:`pipeline.detection.yolo.load_weights_only` is what :func:`pipeline.detection.yolo.evaluate` calls);
 * segmenter of ``method``, seed ``k``: ``<segmentation.models_root>/<dataset>/<method>/seed_<k>/model.pth``
   (``{"model": state_dict, "model_config", "n_classes", ...}`` of :mod:`pipeline.segmentation.train`).
@@ -20,7 +20,7 @@ DETECTION_WEIGHTS = "best_state.pt"
 
 
 def detector_path(det_settings: Mapping, dataset: str, method: str, seed: int) -> Path:
-    return Path(det_settings["results"]) / dataset / method / f"seed_{seed}" / "weights" / DETECTION_WEIGHTS
+    return Path(det_settings["models_root"]) / dataset / method / f"seed_{seed}" / "weights" / DETECTION_WEIGHTS
 
 
 def segmenter_path(seg_cfg: Mapping, dataset: str, method: str, seed: int) -> Path:

@@ -63,7 +63,8 @@ def retrain_level(ctx, method: str, task: str, family: str, level: int, out: Pat
         from pipeline.detection.stage import run_method
 
         params["detection"] = {**params.get("detection", {}), "fused_root": str(fused),
-                               "results": str(scratch / "results"), "methods": None}
+                               "results": str(scratch / "results"), "models_root": str(scratch / "models"),
+                               "methods": None}
         run_method(params, method)
         for seed in ctx.seeds(task):
             path = scratch / "results" / ctx.datasets[task].name / method / f"seed_{seed}" / "predictions.json"
