@@ -98,16 +98,6 @@ def section(params: dict, dotted: str, default: Any = None) -> Any:
     return node
 
 
-def checked_section(params: dict, name: str, defaults: dict) -> dict:
-    """``params[name]`` over a deep copy of ``defaults``; a key not in ``defaults`` is a ConfigError
-    naming ``<name>.<key>`` (typos never silently fall back to a default)."""
-    given = dict(section(params, name) or {})
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ConfigError(f"unknown {name} setting(s) {unknown}; known: {sorted(defaults)}")
-    return {**copy.deepcopy(defaults), **given}
-
-
 def checked(mapping: Any, where: str, keys: Iterable[str], optional: Iterable[str] = ()) -> dict:
     """``mapping`` (a params section, ``where`` its dotted name) as a dict holding every one of
     ``keys`` and maybe some of ``optional``: an unknown key (a typo such as ``conventon``) or a

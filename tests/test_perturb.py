@@ -151,6 +151,16 @@ def test_labels_stay_in_visible_frame(families):
     assert centroid(vis_out, 60) == pytest.approx(centroid(vis, 120), abs=0.01)
 
 
+def test_perturb_section_is_strict(repo_root):
+    from pipeline.perturb.stage import perturb_settings
+
+    section = load_params(repo_root / "params.yaml")["perturb"]
+    with pytest.raises(ConfigError, match="max_image"):
+        perturb_settings({"perturb": {**section, "max_image": 3}})          # a typo is not ignored
+    with pytest.raises(ConfigError, match="missing key.*split"):
+        perturb_settings({"perturb": {k: v for k, v in section.items() if k != "split"}})
+
+
 def test_bad_configuration_errors_name_the_parameter(families):
     with pytest.raises(ConfigError, match=r"perturb.families.f.levels\[1\]\[0\].kind"):
         parse_families({"families": {"f": {"levels": [[{"kind": "sparkle"}]]}}})
@@ -184,7 +194,8 @@ def test_stage_writes_changed_modality_only_and_checks_labels(tmp_path):
 
     root = _tiny_msrs(tmp_path / "MSRS")
     params = {"datasets": {"msrs": {"kind": "msrs", "root": str(root)}},
-              "perturb": {"datasets": ["msrs"], "families": {"shift": {"levels": [[{"kind": "translate", "dx": 3}]]}}}}
+              "perturb": {"out": "unused", "seed": 0, "split": "test", "max_images": None, "run": None,
+                          "datasets": ["msrs"], "families": {"shift": {"levels": [[{"kind": "translate", "dx": 3}]]}}}}
     out = tmp_path / "perturbed"
     run_perturb(params, out)
     index = read_index(out)

@@ -153,12 +153,18 @@ def test_bad_settings_and_missing_models(tmp_path):
     from pipeline.robustness.models import load_segmenter
     from pipeline.robustness.stage import robustness_settings
 
+    from pipeline.config import load_params
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    robust, frozen = params["robustness"], params["frozen"]
     with pytest.raises(ConfigError, match="retrain"):
-        robustness_settings({"robustness": {"retrain": "yes"}})
-    with pytest.raises(ConfigError, match="unknown robustness setting"):
-        robustness_settings({"robustness": {"level": 3}})
+        robustness_settings({"robustness": {**robust, "retrain": "yes"}})
+    with pytest.raises(ConfigError, match="unknown key.*level"):
+        robustness_settings({"robustness": {**robust, "level": 3}})
+    with pytest.raises(ConfigError, match="missing key.*tasks"):
+        robustness_settings({"robustness": {k: v for k, v in robust.items() if k != "tasks"}})
     with pytest.raises(ConfigError, match="frozen.mix"):
-        frozen_settings({"frozen": {"mix": "ir"}})
+        frozen_settings({"frozen": {**frozen, "mix": "ir"}})
     with pytest.raises(DataError, match="model.pth"):
         load_segmenter(tmp_path / "nope" / "model.pth")
 

@@ -19,19 +19,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from pipeline.config import checked_section
+from pipeline.config import checked, section
 from pipeline.datasets import PairDataset, Sample, load_configured, read_pair
 from pipeline.errors import ConfigError
 from pipeline.imageio import write_image
 from pipeline.perturb.families import Family, apply_level, describe, parse_families, selection
 from pipeline.results import read_json, write_json
 
-DEFAULTS = {"out": "data/perturbed", "seed": 0, "datasets": ["m3fd", "msrs"], "split": "test",
-            "max_images": None, "families": None, "run": None}
+KEYS = ("out", "seed", "datasets", "split", "max_images", "families", "run")
 
 
 def perturb_settings(params: Mapping) -> dict:
-    settings = checked_section(dict(params), "perturb", DEFAULTS)
+    settings = checked(section(dict(params), "perturb"), "perturb", KEYS)
     if settings["max_images"] is not None and (not isinstance(settings["max_images"], int)
                                                or settings["max_images"] < 1):
         raise ConfigError(f"perturb.max_images must be null or a positive integer, got {settings['max_images']!r}")

@@ -27,7 +27,7 @@ from pipeline.report.figures import gain_chart
 from pipeline.report.gains import HEADLINE, BootstrapConfig, compute_gains_and_check
 from pipeline.report.load import StageResults, configured_datasets, load_results
 from pipeline.report.render import Figure, Section, Table, Text, to_html, to_markdown
-from pipeline.report.studies import study_sections
+from pipeline.report.studies import STUDY_KEYS, study_sections
 from pipeline.report.prior import TITLE as PRIOR_TITLE, prior_blocks
 from pipeline.report.training import flagged, training_blocks, training_summaries
 from pipeline.results import versions, write_csv, write_json
@@ -46,7 +46,7 @@ TITLE = "FuseBench report: does image fusion help detection and segmentation?"
 
 def report_config(params: dict) -> dict:
     """``params.report``: every key of :data:`KEYS`, an unknown or missing one is a ConfigError."""
-    return checked(section(params, "report"), "report", KEYS)
+    return checked(section(params, "report"), "report", KEYS, optional=STUDY_KEYS)
 
 
 def level(config: dict) -> str:

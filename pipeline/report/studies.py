@@ -13,6 +13,8 @@ from pathlib import Path
 from pipeline.report.load import configured_datasets
 from pipeline.report.render import Section
 
+STUDY_KEYS = ("robustness_samples", "most_used_metric")     # optional keys of the report section
+
 
 def study_sections(root: Path, methods: list[str], params: dict, config: dict, out: Path | None) -> tuple[list, dict]:
     """Both sections and their summary block (``summary.json["studies"]``); CSVs into ``out``."""

@@ -27,15 +27,15 @@ from typing import Mapping
 
 import numpy as np
 
-from pipeline.config import checked_section, deep_merge
+from pipeline.config import checked, deep_merge, section
 from pipeline.errors import ConfigError
 from pipeline.results import read_json, write_json
 
-DEFAULTS = {"mix": "alternate", "seed": 0, "models": "models/frozen", "detection": {}, "segmentation": {}}
+KEYS = ("mix", "seed", "models", "detection", "segmentation")
 
 
 def frozen_settings(params: Mapping) -> dict:
-    settings = checked_section(dict(params), "frozen", DEFAULTS)
+    settings = checked(section(dict(params), "frozen"), "frozen", KEYS)
     if settings["mix"] not in ("alternate", "both"):
         raise ConfigError(f"frozen.mix must be 'alternate' or 'both', got {settings['mix']!r}")
     return settings

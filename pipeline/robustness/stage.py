@@ -35,18 +35,17 @@ from typing import Mapping
 
 import numpy as np
 
-from pipeline.config import checked_section, section
+from pipeline.config import checked, section
 from pipeline.errors import ConfigError
 from pipeline.results import read_json, write_json
 
-DEFAULTS = {"methods": None, "seeds": None, "tasks": ["detection", "segmentation"], "out": "results/robustness",
-            "frozen_out": "results/frozen", "retrain": False, "threads": 1, "frozen_images": None,
-            "other_metrics_images": None}
+KEYS = ("methods", "seeds", "tasks", "threads", "frozen_images", "other_metrics_images", "retrain", "out",
+        "frozen_out")
 CLEAN = "clean/0"
 
 
 def robustness_settings(params: Mapping) -> dict:
-    settings = checked_section(dict(params), "robustness", DEFAULTS)
+    settings = checked(section(dict(params), "robustness"), "robustness", KEYS)
     bad = sorted(set(settings["tasks"]) - {"detection", "segmentation"})
     if bad:
         raise ConfigError(f"robustness.tasks: unknown task(s) {bad}; use detection and/or segmentation")
