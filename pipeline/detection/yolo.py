@@ -94,8 +94,8 @@ def _threads_callback(_owner) -> None:
 
 def _progress_callback(trainer) -> None:
     """One line per epoch (ultralytics' own progress bars are silenced)."""
-    fitness = (trainer.metrics or {}).get("metrics/mAP50(B)")
-    tail = f", val mAP50 {fitness:.4f}" if fitness is not None else ""
+    fitness = (trainer.metrics or {}).get("metrics/mAP50(B)") if trainer.fitness is not None else None
+    tail = f", val mAP50 {fitness:.4f}" if fitness is not None else ""   # none with select: last
     step = (f"epoch {trainer.epoch + 1}/{trainer.epochs}" if trainer.epoch < trainer.epochs
             else "best.pt on the validation split")
     print(f"[detect] {Path(trainer.save_dir).parent.name}/{Path(trainer.save_dir).name}: {step}{tail}",
