@@ -149,7 +149,8 @@ def breakdown(frame: pd.DataFrame) -> pd.DataFrame:
         if lost.empty:
             text = f"significant at every level (0-{max(levels)})"
         elif int(lost["level"].iloc[0]) == 0:
-            text = "not significant even on clean data"
+            text = ("below the best single modality already on clean data" if part["gain_ci_high"].iloc[0] < 0
+                    else "not significant even on clean data")
         else:
             text = f"lost at level {int(lost['level'].iloc[0])}"
         rows.append({"protocol": protocol, "task": task, "family": family, "method": method, "levels": ", ".join(map(str, levels)),
