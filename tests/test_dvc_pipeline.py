@@ -65,6 +65,11 @@ def tiny_params(params: dict) -> dict:
     fusion["datasets"] = ["m3fd", "msrs"]
     params["prior"].pop("profiles", None)
     params["prior"]["candidates"] = ["average"]          # Diff-IF's prior over the configured methods
+    diffif = params["diffif"]["train"]
+    demo_arch = diffif["profiles"]["demo"]["arch"]
+    diffif.pop("profiles", None)
+    diffif.update(arch=demo_arch, scale=1.0, crop=64, epochs=1, batch_size=2, crops_per_pair=1,
+                  preview_every=1, preview_count=1)
     params.setdefault("metrics", {}).update(convention="matlab", only=["EN", "SF"], splits=None)
     detection = params["detection"]
     detection.pop("profiles", None)      # tiny values set directly (a profile block would override them)
@@ -96,7 +101,7 @@ def project(tmp_path_factory) -> Path:
     run(["git", "commit", "-qm", "init"], root)
     ran = repro(root, "repro", server=True)
     methods = ("ir", "average")
-    expected = {"demo_data", "vsm", "train@mlfuse", "weights", "prior", "report", "perturb", "frozen", "robustness",
+    expected = {"demo_data", "vsm", "train@mlfuse", "weights", "prior", "train_diffif", "report", "perturb", "frozen", "robustness",
                 *(f"{s}@{m}" for s in ("fuse", "metrics", "detect", "segment") for m in methods)}
     assert ran == expected
     run(["git", "add", "-A"], root)

@@ -140,7 +140,7 @@ class FusionMethod:
 
 def _load_builtin() -> None:
     # importing the modules registers their classes
-    from pipeline.fusion import (classical, controls, mlfuse, precomputed, published,  # noqa: F401
+    from pipeline.fusion import (classical, controls, diffif, mlfuse, precomputed, published,  # noqa: F401
                                  published_tf, trained)
 
 

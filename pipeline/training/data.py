@@ -4,7 +4,8 @@ A training pair is one registered image pair from the dataset layer (:class:`pip
 ``ir`` (infrared / CT / PET / SPECT, or the far-focus image of a multi-focus pair) and ``vis``
 (visible / MRI, or near focus), plus optional per-pixel **maps** a recipe asks for by name
 (:data:`MAP_KINDS`; MLFuse reads ``vsm_ir``, the VSM stage's saliency map of the infrared image,
-``<vsm_root>/<set>/img2/<name>.npy``, never recomputed here).
+``<vsm_root>/<set>/img2/<name>.npy``, never recomputed here; Diff-IF reads ``prior``, the prior
+stage's Fusion_K image ``<prior_root>/<set>/<name>.<ext>``, as 8-bit luma like the sources).
 
 Fixes of the official loaders (spec ``mlfuse.md`` sections 10-11, ``methods.md`` sections 9-10):
 
@@ -43,7 +44,8 @@ _SHUFFLE_STREAM = 1
 _CROP_STREAM = 2
 
 #: Per-pair maps a recipe may request: name -> VSM image slot (``img2`` = the infrared/functional one).
-MAP_KINDS = {"vsm_ir": "img2", "vsm_vis": "img1"}
+MAP_KINDS = {"vsm_ir": "img2", "vsm_vis": "img1", "prior": None}
+PRIOR_MAP = "prior"   # an image (any suffix) of the prior stage, not a VSM map
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,12 @@ def map_file(map_root: str | Path, map_name: str, set_name: str, name: str) -> P
     """Where the VSM stage writes map ``map_name`` (:data:`MAP_KINDS`) of pair ``name`` of ``set_name``."""
     from pipeline.vsm import map_path
 
+    if map_name == PRIOR_MAP:
+        from pipeline.imageio import IMAGE_SUFFIXES
+
+        folder = Path(map_root) / set_name
+        found = [folder / f"{name}{ext}" for ext in IMAGE_SUFFIXES if (folder / f"{name}{ext}").is_file()]
+        return found[0] if found else folder / f"{name}.png"
     return map_path(map_root, set_name, name, MAP_KINDS[map_name])
 
 
@@ -117,8 +125,10 @@ def training_pairs(sets: Mapping[str, Iterable], map_root: str | Path | None = N
             for map_name in maps:
                 path = map_file(map_root, map_name, set_name, sample.name)
                 if not path.is_file():
-                    raise DataError(f"VSM map {map_name} for pair {sample.name!r} of training set "
-                                    f"{set_name!r} not found; run the vsm stage first", path)
+                    stage = "prior" if map_name == PRIOR_MAP else "vsm"
+                    raise DataError(f"{'prior image' if stage == 'prior' else 'VSM map ' + map_name} for pair "
+                                    f"{sample.name!r} of training set {set_name!r} not found; run the "
+                                    f"{stage} stage first", path)
                 attached.append((map_name, path))
             pairs.append(TrainPair(set_name, sample.name, Path(sample.ir), Path(sample.vis), tuple(attached)))
     pairs.sort(key=lambda p: (p.set, p.name))
@@ -147,6 +157,14 @@ def read_vsm(path: str | Path, shape: tuple[int, int], bits: int | None = 8) -> 
     from pipeline.vsm import to_uint8
 
     return to_uint8(vsm)
+
+
+def read_map_image(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """An image map (the prior's Fusion_K file, colour or grey) as 8-bit luma, checked to be ``shape``."""
+    image = luma(read_image(path))
+    if image.shape != tuple(shape):
+        raise DataError(f"image is {image.shape[1]}x{image.shape[0]} but its pair is {shape[1]}x{shape[0]}", path)
+    return image
 
 
 @dataclass
@@ -181,7 +199,8 @@ def load_arrays(pairs: Sequence[TrainPair], crop: int, vsm_bits: int | None = 8,
         out.ir.append(ir)
         out.vis.append(vis)
         for map_name, path in pair.maps:
-            out.maps.setdefault(map_name, []).append(read_vsm(path, ir.shape, vsm_bits))
+            out.maps.setdefault(map_name, []).append(read_map_image(path, ir.shape) if map_name == PRIOR_MAP
+                                                     else read_vsm(path, ir.shape, vsm_bits))
     return out
 
 

@@ -121,6 +121,8 @@ class Recipe:
     options: tuple[str, ...] = ()
     #: per-pair maps the batches must carry (:data:`pipeline.training.data.MAP_KINDS`)
     maps: tuple[str, ...] = ()
+    #: the option naming the folder the maps are read from
+    map_root: str = "vsm_root"
     #: columns of ``losses.csv`` after ``epoch`` and ``lr``: every value ``step`` returns
     loss_names: tuple[str, ...] = ()
     #: which returned values the health check reads: ``accuracy`` (discriminator accuracies in

@@ -288,18 +288,20 @@ def _write_summary(results_dir: Path, method, cfg, pairs, history, device, n_bat
 
 
 def train_from_params(params: Mapping, method: str, resume: bool | str | Path = True, progress: bool = True,
-                      out: str | Path | None = None, results_dir: str | Path | None = None) -> Path:
+                      out: str | Path | None = None, results_dir: str | Path | None = None,
+                      config_key: str | None = None, ckpt_dir: str | Path | None = None) -> Path:
     """Train ``method`` from a resolved ``params.yaml`` (:func:`pipeline.config.load_params`):
     ``train.methods.<method>`` (``seed``/``device`` null = the top-level ones), its ``sets`` and
     ``splits``, maps under its ``vsm_root``, thresholds ``train.health``. Outputs default to
     :mod:`.paths` (``out`` = the final checkpoint; resume checkpoints beside it in ``checkpoints/``
-    when given)."""
+    when given, else ``ckpt_dir``). ``config_key``: the params section of the method's settings when
+    it is not ``train.methods.<method>`` (Diff-IF: ``diffif.train``, its own stage)."""
     from pipeline.config import section
     from pipeline.training import paths
 
-    config = section(params, f"train.methods.{method}")
+    config = section(params, config_key or f"train.methods.{method}")
     if config is None:
-        raise ConfigError(f"{where(method)} is not configured in params.yaml "
+        raise ConfigError(f"{config_key or where(method)} is not configured in params.yaml "
                           f"(configured: {sorted(section(params, 'train.methods', {}) or {})})")
     config = dict(config)
     if config.get("device") is None:
@@ -311,9 +313,10 @@ def train_from_params(params: Mapping, method: str, resume: bool | str | Path = 
         raise ConfigError(f"{where(method)}.sets is empty: name the training pair sets (datasets entries)")
     recipe = get_recipe(method)
     samples = D.load_training_sets(params, cfg["sets"], cfg["splits"])
-    pairs = D.training_pairs(samples, cfg.get("vsm_root"), recipe.maps)
+    pairs = D.training_pairs(samples, cfg.get(recipe.map_root), recipe.maps)
     final = Path(out) if out else paths.trained_weights(method)
-    ckpt_dir = final.parent / "checkpoints" if out else paths.checkpoint_dir(method)
-    return train(method, cfg, pairs, ckpt_dir, final, results_dir or paths.results_dir(method),
+    if ckpt_dir is None:
+        ckpt_dir = final.parent / "checkpoints" if out else paths.checkpoint_dir(method)
+    return train(method, cfg, pairs, Path(ckpt_dir), final, results_dir or paths.results_dir(method),
                  section(params, "train.health"), resume=resume, progress=progress,
-                 params=section(params, f"train.methods.{method}"))
+                 params=section(params, config_key or f"train.methods.{method}"))

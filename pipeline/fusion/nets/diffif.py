@@ -148,9 +148,10 @@ def run_sampler(denoise: Callable, refine: Callable, vis: torch.Tensor, ir: torc
                 generator: torch.Generator | None, steps=SAMPLE_STEPS, eta: float = 1.0,
                 trace: Callable | None = None) -> torch.Tensor:
     """The sampler loop shared by the eager model and the fast path (same noise draws, same order:
-    x_T first, then one z per step with σ > 0)."""
+    x_T first, then one z per step with σ > 0). ``generator`` may be a list, one per image of the
+    batch, so a batched image gets exactly the noise it gets alone (seed per image)."""
     n = vis.shape[0]
-    x = torch.randn(vis.shape, generator=generator, dtype=vis.dtype, device="cpu").to(vis.device)
+    x = noise_like(vis, generator)
     refined = x
     for step in sampler_steps(steps, eta):
         gamma = torch.full((n,), step.gamma, dtype=vis.dtype, device=vis.device)
@@ -163,9 +164,20 @@ def run_sampler(denoise: Callable, refine: Callable, vis: torch.Tensor, ir: torc
             break                                   # last step: the output is R itself
         x = math.sqrt(step.alpha_prev) * refined + step.direction * eps
         if step.sigma > 0:
-            z = torch.randn(vis.shape, generator=generator, dtype=vis.dtype, device="cpu").to(vis.device)
+            z = noise_like(vis, generator)
             x = x + step.sigma * z
     return refined
+
+
+def noise_like(x: torch.Tensor, generator) -> torch.Tensor:
+    """N(0, I) noise of ``x``'s shape drawn on the CPU from ``generator`` (or one generator per image)."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != x.shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {x.shape[0]}")
+        z = torch.cat([torch.randn((1, *x.shape[1:]), generator=g, dtype=x.dtype) for g in generator])
+    else:
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu")
+    return z.to(x.device)
 
 
 def orthogonal_init(model: nn.Module) -> None:

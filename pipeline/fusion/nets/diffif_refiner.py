@@ -174,10 +174,13 @@ class Refiner(nn.Module):
         self.refinement = nn.Sequential(*[TransformerBlock(w, c.heads[0], hid) for _ in range(c.refinement_blocks)])
         self.output = nn.Conv2d(w, 1, 3, padding=1, bias=False)
 
-    def forward(self, sources: torch.Tensor, x0: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    def forward(self, sources: torch.Tensor, x0: torch.Tensor, gamma: torch.Tensor,
+                source_embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """``source_embedding``: ``patch_embed_refine(sources)`` computed beforehand (fast path)."""
         emb = self.noise_level_mlp(gamma.reshape(-1).to(x0.dtype))
         a1 = self.encoder_level1(self.patch_embed(x0), emb)
-        s1 = self.encoder_level1_refine(self.patch_embed_refine(sources), emb)
+        s = self.patch_embed_refine(sources) if source_embedding is None else source_embedding
+        s1 = self.encoder_level1_refine(s, emb)
         f1 = self.reduce_chan_level1_refine(torch.cat([a1, s1], dim=1))
         e2 = self.encoder_level2(f1, emb)
         s2 = self.encoder_level2_refine(s1, emb)

@@ -196,9 +196,14 @@ class UNet(nn.Module):
         self.final_conv = Block(pre, c.out_channels, c.groups)
 
     def forward(self, x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        return self.from_stem(self.downs[0](x), gamma)
+
+    def from_stem(self, x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        """The network after its stem convolution (``x`` = the stem's output; the fast path
+        computes the stem's source part once per image)."""
         emb = self.noise_level_mlp(gamma.reshape(-1).to(x.dtype))
-        feats = []
-        for layer in self.downs:
+        feats = [x]
+        for layer in list(self.downs)[1:]:
             x = layer(x, emb) if isinstance(layer, ResnetBlocWithAttn) else layer(x)
             feats.append(x)
         for layer in self.mid:
