@@ -106,6 +106,28 @@ def test_build_links_labels_yaml_and_background(tiny, tmp_path):
     assert boxes[0] == pytest.approx([first.x1, first.y1, first.x2, first.y2], abs=1e-3)
 
 
+def test_seed_key_follows_image_bytes_not_names_sizes_or_times(tiny, tmp_path):
+    """An image replaced by another of the same name and size (and mtime) changes every seed's key."""
+    import shutil
+
+    from pipeline.fingerprint import clear_memo
+
+    copy = tmp_path / "M3FD"
+    shutil.copytree(tiny, copy)
+    params = tiny_params(copy, tmp_path)
+    before = stage.prepare_method(params, "ir")
+    keys = [before.seed_key(s) for s in (0, 1)]
+    assert keys[0] != keys[1]
+    image = copy / "Ir" / "00000.png"
+    stat = image.stat()
+    picture = cv2.imread(str(image))
+    cv2.imwrite(str(image), 255 - picture)
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    clear_memo()
+    after = stage.prepare_method(params, "ir")
+    assert [after.seed_key(s) for s in (0, 1)] != keys and after.seed_key(0) != keys[0]
+
+
 def test_holdout_when_no_val_split(tmp_path):
     root = make_m3fd(tmp_path / "M3FD", n=12, splits=(9, 0, 3))
     dataset = load_dataset("m3fd", root, split="meta")
