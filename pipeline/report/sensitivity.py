@@ -60,13 +60,13 @@ def sensitivity_check(gains: dict, roles: dict[str, str], config: BootstrapConfi
     failed = [c for c in checks if not c["passed"]]
     status = FAILED if failed or problems else PASSED
     if status == PASSED:
-        message = ("passed: every positive control is significantly better and every negative control "
+        message = ("every positive control is significantly better and every negative control "
                    "significantly worse than the best single modality, on every task "
                    f"(with >= {config.min_seeds} seeds).")
     else:
         why = problems + [f"{c['control']} ({c['role']}) on {c['task']}/{c['dataset']}: {c['verdict']}"
                           f" ({c['reason']}), expected {c['expected']}" for c in failed]
-        message = ("FAILED: the downstream budget is too small to judge any method (" + "; ".join(why)
+        message = ("the downstream budget is too small to judge any method (" + "; ".join(why)
                    + "). No method gets a better/worse verdict.")
     return {"status": status, "message": message, "checks": checks, "min_seeds": config.min_seeds}
 
