@@ -139,6 +139,7 @@ def test_controls_pass_and_real_verdicts_are_given(tmp_path):
     summary = _summary(tmp_path, GOOD, seeds=3)
     check = summary["sensitivity"]
     assert check["status"] == "passed", check["message"]
+    assert check["passed"] is True                      # a boolean for `dvc metrics diff`
     assert {(c["control"], c["task"]) for c in check["checks"]} == {
         (m, t) for m in ("oracle", "shuffled") for t in ("detection", "segmentation")}
     for task, dataset in (("detection", "m3fd"), ("segmentation", "msrs")):

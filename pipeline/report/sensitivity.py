@@ -42,7 +42,7 @@ def sensitivity_check(gains: dict, roles: dict[str, str], config: BootstrapConfi
     (``{method: "positive" | "negative"}``) in ``gains`` (:func:`pipeline.report.gains.compute_gains`);
     ``required``: tasks that must have results (a task without any fails the check)."""
     if not roles:
-        return {"status": NOT_RUN, "checks": [], "message": "no control is configured (fusion.methods has "
+        return {"status": NOT_RUN, "passed": False, "checks": [], "message": "no control is configured (fusion.methods has "
                 "no `kind: control` entry), so nobody has checked that this downstream budget can see a "
                 "difference; read the verdicts with that in mind."}
     checks, problems = [], []
@@ -68,7 +68,8 @@ def sensitivity_check(gains: dict, roles: dict[str, str], config: BootstrapConfi
                           f" ({c['reason']}), expected {c['expected']}" for c in failed]
         message = ("the downstream budget is too small to judge any method (" + "; ".join(why)
                    + "). No method gets a better/worse verdict.")
-    return {"status": status, "message": message, "checks": checks, "min_seeds": config.min_seeds}
+    return {"status": status, "passed": status == PASSED, "message": message, "checks": checks,
+            "min_seeds": config.min_seeds}
 
 
 def apply_verdicts(gains: dict, roles: dict[str, str], check: dict, config: BootstrapConfig) -> None:
