@@ -172,3 +172,27 @@ def test_bad_input_names_the_file_or_param(pairs, tmp_path):
               "other", resume=ckpt)
     with pytest.raises(DataError, match=r"epoch_0000.pth: checkpoint of another pmgi recipe \(differs in settings \['lr'\]"):
         train("pmgi", tiny("pmgi", epochs=1, lr=5e-4), pairs, tmp_path, "other", resume=ckpt)
+
+
+def test_ufgan_defects_fixed_trains_and_fuses_deterministically(tmp_path):
+    from _training import make_set
+
+    ds = make_set(tmp_path / "big", ["a", "b"], size=(130, 132))
+    big = D.training_pairs({"big": ds.samples})
+    cfg = {**published("ufgan"), **TINY, "crop": 126, "width": 2, "batch_size": 2, "preview_every": 0}
+    final = train("ufgan", cfg, big, tmp_path)
+    frame = pd.read_csv(tmp_path / "r_m" / "losses.csv")
+    assert list(frame.columns) == ["epoch", "lr", *T.get_recipe("ufgan").loss_names]
+    assert np.isfinite(frame.drop(columns=["epoch"]).to_numpy(dtype=float)).all()
+    state = torch.load(final, weights_only=True)
+    assert state["label"] == "UFGAN, defects fixed" and state["width"] == 2
+    method = get_method("ufgan", weights=str(final), device="cpu")
+    rng = np.random.default_rng(1)
+    ir, vis = rng.random((20, 24), dtype=np.float32), rng.random((20, 24), dtype=np.float32)
+    first, second = method.fuse(ir, vis), method.fuse(ir, vis)
+    assert first.shape == ir.shape and np.array_equal(first, second)   # dropout off at test (defect fixed)
+    assert method.metadata()["label"] == "UFGAN, defects fixed"
+    with pytest.raises(DataError, match=r"train.methods.ufgan.vgg_weights: local VGG19 weights file not found"):
+        T.resolve_config("ufgan", {**cfg, "vgg_weights": str(tmp_path / "vgg19.pth")})
+    with pytest.raises(ConfigError, match=r"train.methods.ufgan.crop must be at least 126"):
+        T.resolve_config("ufgan", {**cfg, "crop": 100})

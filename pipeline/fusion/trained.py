@@ -1,4 +1,6 @@
-"""Registry glue of the networks trained in the pipeline (``train@<method>``): FusionGAN, DDcGAN.
+"""Registry glue of the networks trained in the pipeline (``train@<method>``): FusionGAN, DDcGAN and
+UFGAN ("UFGAN, defects fixed"). (PMGI, DenseFuse and MFF-GAN are the published network methods with
+``weights: trained``, :mod:`pipeline.fusion.pretrained`.)
 
 Option ``weights``: ``trained`` = ``models/trained/<kind>.pth`` (:mod:`pipeline.training.paths`, the
 training stage's output) or a path. The checkpoint (``torch.load(weights_only=True)``) holds
@@ -158,3 +160,28 @@ class DDcGAN(TrainedNetworkMethod):
 
         state = self.checkpoint if self.net is not None else {}
         return gflops(height, width, state["widths"], bool(state["double_first"]))
+
+
+@register("ufgan")
+class UFGAN(TrainedNetworkMethod):
+    """**UFGAN, defects fixed** (:mod:`pipeline.training.methods.ufgan` lists the fixes): the U-Net
+    generator in eval mode (dropout off, BN running statistics), inputs in [−1, 1] (the official test
+    script's [0, 1] was a defect) reflect-padded by 4 px so the output has the input's size, tanh
+    output mapped to [0, 1], min–max stretched to 8 bits."""
+
+    label = "UFGAN, defects fixed"
+
+    def build(self, state):
+        from pipeline.fusion.nets.ufgan import UNetGenerator
+
+        net = UNetGenerator(int(state["width"]))
+        load_strict(net, state["model"], self.weights_path, "UFGAN generator")
+        return net
+
+    def forward(self, net, ir, vis):
+        from pipeline.fusion.nets.ufgan import fuse_full_size
+
+        return fuse_full_size(net, ir, vis)
+
+    def metadata(self):
+        return {**super().metadata(), "label": self.label}
