@@ -25,3 +25,16 @@ def test_only_the_retrained_method_record_changes(tmp_path, monkeypatch):
     assert [n for n in before if before[n] != after[n]] == ["pmgi_trained.json"]
     write_index({"average": {}}, tmp_path / "idx")
     assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["average.json"]
+
+
+def test_versus_average_rows(tmp_path, capsys):
+    from pipeline.cli import main
+    from pipeline.results import write_json
+
+    for method, ssim in (("average", 0.42), ("pmgi_trained", 0.45)):
+        write_json(tmp_path / method / "summary.json", {"datasets": {
+            "m3fd": {"SSIM": {"mean": ssim}, "Qabf": {"mean": 0.40}}, "msrs": {"SSIM": {"mean": ssim - 0.02}, "Qabf": {"mean": 0.38}}}})
+    assert main(["versus", "--results", str(tmp_path), "--methods", "pmgi_trained"]) == 0
+    out = capsys.readouterr().out
+    assert "pmgi_trained           mean     SSIM     0.4400   0.4100  +0.0300 ok" in out
+    assert out.count(" ok") == 6
