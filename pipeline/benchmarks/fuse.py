@@ -12,6 +12,7 @@ its prepared inputs from the pair quantised to 8 bits: the forward pass, as in s
 ``--weights`` defaults to the copy in ``../shared/weights`` (``official`` for mlfuse). ``--method``
 is a registry name (``tardal``) or a ``fusion.methods`` entry of ``--profile`` (default ``shared``:
 ``tardal_plus``, ``pmgi_medical``, ``mlfuse_official``), whose kind and options (weights) are used.
+``diffif`` / ``diffif_lite``: :mod:`pipeline.benchmarks._diffif` (random weights when none are given).
 """
 from __future__ import annotations
 
@@ -86,6 +87,11 @@ def run(args) -> int:
     pairs = [(rng.random((height, width)).astype(np.float32), rng.random((height, width)).astype(np.float32))
              for _ in range(max(1, args.batch))]
     kind, configured = method_options(args)
+    if kind in ("diffif", "diffif_lite"):   # random weights allowed: pipeline/benchmarks/_diffif.py
+        from pipeline.benchmarks._diffif import run_diffif
+
+        emit(run_diffif(args, kind, configured, height, width))
+        return 0
     method = get_method(args.method, kind=kind, **configured)
     network = isinstance(method, PretrainedMethod)
     mlfuse = kind == "mlfuse"
