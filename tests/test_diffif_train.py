@@ -128,3 +128,14 @@ def test_diffif_needs_weights_and_the_faithful_architecture(tmp_path):
     meta = get_method("diffif_lite", weights=str(lite), device="cpu").metadata()
     assert "VARIANT" in meta["variant"] and meta["architecture"]["scale"] == 1.0
     assert FAITHFUL != DiffIFConfig.from_dict(TINY)
+
+
+def test_bench_fuse_compares_fast_and_eager_in_one_run():
+    from types import SimpleNamespace
+
+    from pipeline.benchmarks._diffif import run_diffif
+
+    args = SimpleNamespace(method="diffif_lite", weights=None, repeat=1, threads=0, no_eager=False)
+    record = run_diffif(args, "diffif_lite", {}, 32, 40)
+    assert record["max_abs_diff"] < 1e-4 and record["speedup"] > 0 and record["gflops"] > 0
+    assert record["weights"].startswith("random")

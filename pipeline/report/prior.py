@@ -35,9 +35,23 @@ def variant_lines(methods, params: Mapping) -> list[str]:
             if m == "diffif_lite" or (configured.get(m) or {}).get("kind") == "diffif_lite"]
 
 
+def diffif_training_blocks(root: str | Path) -> list:
+    """The ``train_diffif`` run (``results/training/diffif/summary.json``) as a training table."""
+    from pipeline.report.training import training_blocks
+
+    path = Path(root) / "results" / "training" / "diffif" / "summary.json"
+    if not path.is_file():
+        return []
+    summary = read_json(path)
+    arch = (summary.get("config") or {}).get("arch")
+    return [Text(f"Diff-IF training (stage `train_diffif`, architecture `{arch}` at scale "
+                 f"{(summary.get('config') or {}).get('scale')}; fused as `diffif_lite`):")] + \
+        training_blocks({"diffif (train_diffif)": summary})[1:]
+
+
 def prior_blocks(root: str | Path, params: Mapping, methods=()) -> list:
     summaries = prior_summaries(root, params)
-    blocks = [Text(line) for line in variant_lines(methods, params)]
+    blocks = [Text(line) for line in variant_lines(methods, params)] + diffif_training_blocks(root)
     if not summaries:
         return blocks + [Text("The prior stage did not run (no results/prior/<dataset>/summary.json).")]
     for dataset, s in summaries.items():
