@@ -4,6 +4,8 @@ registry; resume equality (MFF-GAN, a GAN); the health check flags a broken run;
 from __future__ import annotations
 
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -196,3 +198,13 @@ def test_ufgan_defects_fixed_trains_and_fuses_deterministically(tmp_path):
         T.resolve_config("ufgan", {**cfg, "vgg_weights": str(tmp_path / "vgg19.pth")})
     with pytest.raises(ConfigError, match=r"train.methods.ufgan.crop must be at least 126"):
         T.resolve_config("ufgan", {**cfg, "crop": 100})
+
+
+def test_bench_train_single_update_for_ddcgan(capsys):
+    from pipeline.cli import main
+
+    assert main(["bench", "train", "--method", "ddcgan", "--batch", "2", "--crop", "24", "--steps", "1",
+                 "--device", "cpu", "--threads", "1", "--single-update"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["single_update"] is True and record["seconds_per_step"] > 0
+    assert main(["bench", "train", "--method", "pmgi", "--single-update", "--steps", "1"]) == 2

@@ -8,7 +8,9 @@ does not depend on content). Prints one JSON line: median/min wall-clock seconds
 process CPU seconds per step (less sensitive to other processes on a shared machine), samples per
 second, peak resident memory (and peak CUDA memory on a GPU), the thread count and, when the spec
 measured the official step for this method (``methods.md`` section 15 / ``mlfuse.md``), the ratio of
-this step to it at the same batch and crop.
+this step to it at the same batch and crop. ``--single-update`` (DDcGAN) times one generator update
+per step (``max_updates`` 1 on odd batches), like the spec's "G only" figure; FusionGAN's and
+MFF-GAN's steps always include their two discriminator updates (the ratio then overstates the cost).
 """
 from __future__ import annotations
 
@@ -36,6 +38,9 @@ def register(subparsers) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--nchw", action="store_true", help="NCHW tensors instead of channels-last")
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    parser.add_argument("--single-update", action="store_true",
+                        help="DDcGAN: time one generator update per step (max_updates 1, odd batches only), "
+                             "the spec's 'G only' step")
     parser.set_defaults(func=run)
 
 
@@ -57,10 +62,13 @@ def run(args) -> int:
     base = section(params, f"train.methods.{args.method}")
     if base is None:
         raise ConfigError(f"train.methods.{args.method} is not configured", args.params)
+    if args.single_update and "max_updates" not in base:
+        raise ConfigError("--single-update applies to DDcGAN's adaptive schedule only", f"train.methods.{args.method}")
     cfg = resolve_config(args.method, {**base, "seed": base.get("seed") or 0, "device": args.device,
                                        "amp": args.amp, "channels_last": not args.nchw,
                                        **({"batch_size": args.batch} if args.batch else {}),
-                                       **({"crop": args.crop} if args.crop else {})})
+                                       **({"crop": args.crop} if args.crop else {}),
+                                       **({"max_updates": 1} if args.single_update else {})})
     device = resolve_device(cfg["device"])
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,7 +81,7 @@ def run(args) -> int:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     cpu_times: list[float] = []
-    counter = iter(range(1 << 30))
+    counter = iter(range(1, 1 << 30, 2) if args.single_update else range(1 << 30))  # odd batch = G update
 
     def step():
         start = time.process_time()
@@ -87,6 +95,7 @@ def run(args) -> int:
     per_step = median(times)
     record = {"benchmark": "train", "method": args.method, "device": device, "threads": torch.get_num_threads(),
               "amp": recipe.ctx.amp, "channels_last": cfg["channels_last"], "batch": batch_size, "crop": crop,
+              "single_update": bool(args.single_update),
               "steps": args.steps, "seconds_per_step": per_step, "seconds_per_step_min": min(times),
               "cpu_seconds_per_step": median(cpu_times[1:]), "samples_per_second": batch_size / per_step,
               "images_per_second": batch_size / per_step, "peak_rss_mb": peak_rss_mb(),
