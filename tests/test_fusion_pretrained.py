@@ -159,3 +159,31 @@ def test_fuse_command_takes_any_network_checkpoint(tmp_path, capsys):
     assert "nope.pt: tardal weights file not found" in capsys.readouterr().err
     assert main([*args[:2], "max", *args[3:], "--weights", "x.pt"]) == 2
     assert "--weights only applies to network methods" in capsys.readouterr().err
+
+
+def test_subnormal_weights_are_zeroed_and_flushed_only_inside_the_fast_forward(tmp_path):
+    """Checkpoints full of subnormal weights (tardal++.pt) run through x86's slow path; the fast
+    forward zeroes them and flushes subnormal products, which moves outputs by < 1e-38 each."""
+    from pipeline.fusion.nets.blocks import denormals_flushed, zero_subnormals
+
+    state = _random_tardal(tmp_path / "sub.pt", tracked=5)
+    tiny = torch.finfo(torch.float32).tiny
+    weight = state["fuse.0.0.weight"]
+    weight[0, :4] = tiny / 3                       # subnormal weights, as weight decay leaves them
+    torch.save(state, tmp_path / "sub.pt")
+    net = zero_subnormals(TarDALGenerator())
+    net.load_state_dict(state)
+    zero_subnormals(net)
+    assert int((net.fuse[0][0].weight[0, :4] == 0).sum()) == weight[0, :4].numel()
+    assert torch.equal(net.fuse[0][0].weight[1:], weight[1:])   # normal numbers untouched
+    with denormals_flushed():
+        assert float(torch.tensor(tiny) * torch.tensor(0.25)) == 0.0
+    assert float(torch.tensor(tiny) * torch.tensor(0.25)) > 0.0  # restored after the block
+    ir, vis = _pair()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = get_method("tardal", weights=str(tmp_path / "sub.pt"), device="cpu")
+        eager = get_method("tardal", weights=str(tmp_path / "sub.pt"), device="cpu", fast=False)
+        raw_fast, raw_eager = (fuse_pair_raw(m, ir, vis)[1] for m in (fast, eager))
+    assert np.abs(raw_fast - raw_eager).max() < 1e-5
+    assert int((eager.network.fuse[0][0].weight[0, :4] != 0).sum()) > 0   # the eager module keeps them

@@ -32,9 +32,11 @@ A :class:`PretrainedMethod` subclass declares what differs between methods (spec
 
 Loading is strict (:mod:`pipeline.fusion.checkpoints`: ``weights_only=True``, identical keys and
 shapes, one-line DataError naming the file). ``device: auto`` = CUDA when present. Inference runs
-under ``torch.inference_mode``; option ``fast`` (default true) folds eval-mode BN into the convs
-and uses channels_last unless BN uses per-image statistics (float rounding only; the eager module
-is ``fast: false``). Same-size pairs
+under ``torch.inference_mode``; option ``fast`` (default true) folds eval-mode BN into the convs,
+zeroes subnormal weights and flushes subnormal results while it runs
+(:func:`~pipeline.fusion.nets.blocks.zero_subnormals`, :func:`~.blocks.denormals_flushed`) and uses
+channels_last unless BN uses per-image statistics (float rounding only; the eager module is
+``fast: false``). Same-size pairs
 are batched up to ``batch_pixels`` (``auto``: 4 × 480×640 on CUDA, one pair per call on CPU,
 where batching does not speed up these networks and costs memory).
 
@@ -58,6 +60,7 @@ Checkpoint; each file's state is loaded under ``<part>.``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -308,11 +311,11 @@ class PretrainedMethod(FusionMethod):
 
             import torch
 
-            from pipeline.fusion.nets.blocks import fold_conv_bn
+            from pipeline.fusion.nets.blocks import fold_conv_bn, zero_subnormals
 
             net = self.network
             if self.fast:
-                net = fold_conv_bn(copy.deepcopy(net))
+                net = zero_subnormals(fold_conv_bn(copy.deepcopy(net)))
                 if self._channels_last():
                     net = net.to(memory_format=torch.channels_last)
             self._net = net
@@ -342,7 +345,10 @@ class PretrainedMethod(FusionMethod):
         tensors = [torch.from_numpy(np.stack([it.arrays[s] for it in items])).to(device) for s in self.slots]
         if self._channels_last():
             tensors = [t.contiguous(memory_format=torch.channels_last) for t in tensors]
-        with torch.inference_mode():
+        from pipeline.fusion.nets.blocks import denormals_flushed
+
+        flush = denormals_flushed() if self.fast else contextlib.nullcontext()
+        with torch.inference_mode(), flush:
             out = self.run(self.runner(), *tensors)
         out = out.float().cpu().contiguous().numpy()
         return [out[k, 0].copy() if out.shape[1] == 1 else out[k].copy() for k in range(out.shape[0])]

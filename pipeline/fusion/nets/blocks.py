@@ -18,8 +18,12 @@
   N = 1 uses ``batch_norm`` in training mode exactly as the official scripts do.
 * :func:`fold_conv_bn`: folds eval-mode BN into the preceding conv (speed; exact up to float
   rounding: w' = w·γ/√(σ²+ε), b' = (b − μ)·γ/√(σ²+ε) + β).
+* :func:`denormals_flushed` (a context with subnormals flushed to zero) and
+  :func:`zero_subnormals` (zero subnormal weights): speed, x86 handles subnormals in microcode.
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -139,6 +143,35 @@ def fold_conv_bn(model: nn.Module) -> nn.Module:
             if isinstance(module.bn, ModeBatchNorm) and module.bn.test_mode == "eval":
                 module.conv, module.bn = _fused(module.conv, module.bn), nn.Identity()
     return model
+
+
+def zero_subnormals(model: nn.Module) -> nn.Module:
+    """Set the subnormal float32 parameters and buffers of ``model`` (0 < |x| < 1.18e-38) to zero,
+    in place: with :func:`denormals_flushed` this makes a checkpoint full of them as fast as any
+    (the flags alone leave TarDAL+ 2x slower than TarDAL; both: equal). Products with such weights
+    are below 1e-38; outputs do not change (max difference 0.0 on TarDAL+ at 120×160)."""
+    tiny = torch.finfo(torch.float32).tiny
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.dtype == torch.float32:
+                tensor.masked_fill_((tensor.abs() < tiny) & (tensor != 0), 0.0)
+    return model
+
+
+@contextlib.contextmanager
+def denormals_flushed():
+    """Run the block with subnormal floats flushed to zero on the CPU (FTZ/DAZ,
+    ``torch.set_flush_denormal``), then restore the default. Weight decay leaves many tiny weights
+    in some checkpoints (tardal++.pt: 193 k of 297 k numbers below 1e-38, more just above):
+    products with them are subnormal, which x86 computes through a slow microcode path (TarDAL++
+    ran about 6x slower than TarDAL). Flushing changes a result by less than 1e-38 per product,
+    far under float32 resolution of any activation."""
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield supported
+    finally:
+        if supported:
+            torch.set_flush_denormal(False)
 
 
 def count_params(model: nn.Module) -> int:
