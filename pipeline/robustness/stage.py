@@ -125,7 +125,6 @@ def fused_levels(ctx: Context, method: str, task: str, scratch: Path) -> tuple[l
     """Items (key, image, sample) of every level for one task's dataset, fusing perturbed pairs
     into ``scratch``; returns (items, {"cpu", "wall", "pairs"}) of the fusion."""
     from pipeline.datasets import read_pair
-    from pipeline.detection.yolo_data import method_images
     from pipeline.fusion.registry import get_method
     from pipeline.fusion.stage import fuse_pair
     from pipeline.imageio import write_image
@@ -133,8 +132,7 @@ def fused_levels(ctx: Context, method: str, task: str, scratch: Path) -> tuple[l
 
     dataset = ctx.datasets[task]
     samples = ctx.samples(task)
-    fused_root = (ctx.det if task == "detection" else ctx.seg)["fused_root"]
-    clean, _ = method_images(dataset, Path(fused_root), method)
+    clean = clean_images(ctx, method, task)
     items = [(f"{CLEAN}/{s.name}", clean[s.name], s) for s in samples]
     options = dict((section(ctx.params, "fusion.methods") or {}).get(method) or {})
     if options.get("kind") == "precomputed":
@@ -153,10 +151,22 @@ def fused_levels(ctx: Context, method: str, task: str, scratch: Path) -> tuple[l
     return items, {"cpu": cpu, "wall": wall, "pairs": len(items) - len(samples)}
 
 
-def _stamp(ctx: Context, method: str, model_files: list[Path], items: dict) -> str:
+def clean_images(ctx: Context, method: str, task: str) -> dict:
+    """``{name: clean fused image}`` of the perturbed subset (``ir`` / ``vis``: the sources when the
+    method has no folder)."""
+    from pipeline.detection.yolo_data import method_images
+
+    fused_root = (ctx.det if task == "detection" else ctx.seg)["fused_root"]
+    images, _ = method_images(ctx.datasets[task], Path(fused_root), method)
+    return {s.name: images[s.name] for s in ctx.samples(task)}
+
+
+def _stamp(ctx: Context, method: str, model_files: list[Path]) -> str:
+    """Everything the method's robustness results depend on (its fused images follow from its clean
+    fused images, which change with its weights, and from the perturbed pairs)."""
     from pipeline.fingerprint import code_digest, content_key, file_digest, params_digest
 
-    clean = sorted({str(i[1]) for task in items.values() for i in task if i[0].startswith(CLEAN)})
+    clean = sorted({str(p) for task in ctx.settings["tasks"] for p in clean_images(ctx, method, task).values()})
     return content_key(
         method=method, settings=params_digest([ctx.settings, ctx.det, ctx.seg, ctx.index,
                                                (section(ctx.params, "fusion.methods") or {}).get(method)]),
@@ -181,15 +191,14 @@ def run_method(ctx: Context, method: str, log=lambda _: None) -> dict:
               "segmentation": [require(segmenter_path(ctx.seg, ctx.datasets["segmentation"].name, method, s),
                                        "segmentation model") for s in ctx.seeds("segmentation")]
               if "segmentation" in tasks else []}
-    items, fusion_cost = {}, {}
-    for task in tasks:
-        items[task], fusion_cost[task] = fused_levels(ctx, method, task, scratch)
-    key = _stamp(ctx, method, models["detection"] + models["segmentation"], items)
+    key = _stamp(ctx, method, models["detection"] + models["segmentation"])
     previous = out / "summary.json"
     if previous.is_file() and read_json(previous).get("fingerprint") == key:
         log(f"robustness {method}: unchanged, kept {previous}")
-        shutil.rmtree(scratch, ignore_errors=True)
         return read_json(previous)
+    items, fusion_cost = {}, {}
+    for task in tasks:
+        items[task], fusion_cost[task] = fused_levels(ctx, method, task, scratch)
     if out.exists():
         shutil.rmtree(out)
     scores: dict = {}
