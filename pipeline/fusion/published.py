@@ -91,6 +91,8 @@ _TARDAL = (("tardal", "e0fa61e25cffa9fb14ff17b47ea7ba237a6e8c6f37e1b9b115d63354f
 class TarDAL(PretrainedMethod):
     checkpoints = tuple(Checkpoint(label, "tardal", (f"{label}.pt",), (sha,), bn) for label, sha, bn in _TARDAL)
     grey = {"ir": "opencv", "vis": "opencv"}
+    # tardal++ fast path at 480x640, same run: 6.5 CPU s per pair channels_last, 2.8 s NCHW
+    channels_last = False
 
     def build_network(self):
         from pipeline.fusion.nets.tardal import TarDALGenerator
