@@ -120,12 +120,20 @@ def test_total_uses_published_weights_and_right_heads():
     assert only_edge.total.item() == pytest.approx(0.3 * terms.parts["edge"].item(), rel=1e-6)
 
 
-def test_gradients_flow_only_to_the_read_head():
+def test_each_loss_term_trains_exactly_its_head():
+    """Through the total loss (every head in the graph), each term alone moves only the head it
+    reads (fused, edge, cross-modal, saliency = outputs 0..3): a wiring mistake in mlfuse_loss
+    (a term reading the wrong head) fails here. (It replaces a test whose other head never
+    entered the graph, so its ``grad is None`` held whatever the code did.)"""
     g = torch.Generator().manual_seed(5)
     img1, img2, vsm = (torch.rand(1, 1, 8, 8, generator=g) for _ in range(3))
-    heads = [torch.rand(1, 1, 8, 8, generator=g).requires_grad_() for _ in range(4)]
-    L.edge_loss(heads[1], img1).backward()
-    assert heads[1].grad is not None and heads[0].grad is None
+    reads = {"fusion": 0, "edge": 1, "cross_modal": 2, "saliency": 3}
+    for term, index in reads.items():
+        heads = [torch.rand(1, 1, 8, 8, generator=g).requires_grad_() for _ in range(4)]
+        weights = {name: (1.0 if name == term else 0.0) for name in reads}
+        L.mlfuse_loss(tuple(heads), img1, img2, vsm, weights=weights).total.backward()
+        moved = [k for k, h in enumerate(heads) if h.grad is not None and h.grad.abs().sum().item() > 0]
+        assert moved == [index], (term, moved)
 
 
 def test_bad_input_errors():
