@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.imageio import read_image
 from pipeline.report import build_report
-from pipeline.report.browser import find_browser, render_check
+from _browser import find_browser, render_check
 from test_report import synthesise
 
 

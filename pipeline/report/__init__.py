@@ -7,7 +7,7 @@ intervals over training seeds and test images at ``report.confidence`` (:mod:`.g
 :mod:`.bootstrap`), checks that the controls come out as they must (:mod:`.sensitivity`), and writes ``results/report/`` (:mod:`.build`):
 ``summary.json`` (DVC metrics), ``gains.csv`` (DVC plot), one CSV per table, ``report.md`` and a
 self-contained ``report.html`` (:mod:`.render`, :mod:`.figures`, :mod:`.examples`).
-:mod:`.browser` opens the HTML in headless Chromium to check it renders without console errors.
+(``tests/_browser.py``, used only by the tests, opens the HTML in headless Chromium to check it renders.)
 """
 from pipeline.report.build import build_report, report_config
 
