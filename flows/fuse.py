@@ -3,11 +3,11 @@
     python -m flows.fuse method=<name>
 
 The method and its options come from ``fusion.methods.<name>``; the datasets from
-``fusion.datasets`` (default ``m3fd`` and ``msrs``). Each dataset's pairs are split into batches of
+``fusion.datasets``. Each dataset's pairs are split into batches of
 ``orchestration.batch_size``, one Prefect task per batch (retried once) on the configured task
 runner; each task builds the method and runs :func:`pipeline.fusion.stage.fuse_samples` on its
-batch. Outputs (contract layout): ``data/fused/<dataset>/<method>/<name>.png`` and the timing
-record ``results/fusion/<method>/<dataset>.json`` (seconds per image measured on the fusion calls,
+batch. Outputs (contract layout, :mod:`pipeline.fused`): ``<fusion.out>/<dataset>/<method>/<name>.png``
+and the timing record ``<fusion.results>/<method>/<dataset>.json`` (seconds per image measured on the fusion calls,
 parameters, GFLOPs). They are built in staging folders and renamed into place when every batch of
 every dataset succeeded (:mod:`flows._staging`); a re-run after a failure keeps the images already
 fused. A failing batch does not stop the others; the flow then fails listing every failed batch.
@@ -18,24 +18,11 @@ from pathlib import Path
 
 from flows._batches import batch_size, batches
 from flows._common import main_entry, run_units, stage_flow
+from flows._fused import fused_datasets, fused_root
 from flows._staging import stage_key, staged
 from pipeline.config import section
+from pipeline.fused import fused_folder
 from pipeline.errors import ConfigError
-
-FUSED_ROOT = Path("data/fused")
-RECORDS_ROOT = Path("results/fusion")
-DEFAULT_DATASETS = ("m3fd", "msrs")
-
-
-def fused_datasets(params: dict) -> list[str]:
-    """Datasets every method fuses: ``fusion.datasets`` (default ``m3fd`` and ``msrs``)."""
-    return list(section(params, "fusion.datasets") or DEFAULT_DATASETS)
-
-
-def fused_folder(dataset: str, method: str) -> Path:
-    """``data/fused/<dataset>/<method>``."""
-    return FUSED_ROOT / dataset / method
-
 
 def weights_digest(method) -> dict:
     """``{path: content digest}`` of the method's :meth:`~pipeline.fusion.registry.FusionMethod.input_files`
@@ -86,13 +73,15 @@ def fuse_flow(params: dict, method: str) -> dict:
     from pipeline.results import write_json
 
     options = method_options(params, method)
-    gray = bool(section(params, "fusion.gray", False))
+    gray = section(params, "fusion.gray")
+    if not isinstance(gray, bool):
+        raise ConfigError(f"fusion.gray must be true or false, got {gray!r}", "params.yaml")
     fused_method = get_method(method, **options)            # bad options fail here, once
     data = {ds: load_configured(params, ds) for ds in fused_datasets(params)}
     key = stage_key("flows.fuse", method=method, options=options, gray=gray,
                     inputs={ds: samples_digest(d.samples) for ds, d in data.items()},
                     weights=weights_digest(fused_method))
-    finals = [fused_folder(ds, method) for ds in data] + [RECORDS_ROOT / method]
+    finals = [fused_folder(fused_root(params), ds, method) for ds in data] + [Path(section(params, "fusion.results")) / method]
     records = {}
     with staged(finals, key) as staging:
         *image_dirs, record_dir = staging

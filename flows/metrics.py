@@ -21,9 +21,10 @@ from pathlib import Path
 
 from flows._batches import batch_size, batches
 from flows._common import main_entry, run_units, stage_flow
+from flows._fused import fused_datasets, fused_root
 from flows._staging import stage_key, staged
-from flows.fuse import fused_datasets, fused_folder
 from pipeline.config import checked, section
+from pipeline.fused import fused_folder
 from pipeline.errors import ConfigError
 
 OUT_ROOT = Path("results/metrics")
@@ -77,7 +78,7 @@ def score_method(params: dict, method: str, out_root: Path, scored: dict[str, li
     for dataset, samples in scored.items():
         if not samples:
             raise ConfigError(f"dataset {dataset!r} has no images in metrics.splits {cfg['splits']}", "params.yaml")
-        jobs = triples_for_dataset(samples, fused_folder(dataset, method))
+        jobs = triples_for_dataset(samples, fused_folder(fused_root(params), dataset, method))
         units = [(f"{dataset}:{start}", (batch, cfg["convention"], cfg["only"],
                                           str(batch_dir / f"{dataset}-{start:06d}.csv")))
                  for start, batch in batches(jobs, batch_size(params))]
@@ -101,7 +102,8 @@ def metrics_flow(params: dict, method: str) -> dict:
 
     scored = {ds: scored_samples(params, ds) for ds in fused_datasets(params)}
     inputs = {ds: samples_digest(samples) for ds, samples in scored.items()}
-    fused = {ds: [(job.name, file_digest(job.fused)) for job in triples_for_dataset(samples, fused_folder(ds, method))]
+    fused = {ds: [(job.name, file_digest(job.fused))
+                  for job in triples_for_dataset(samples, fused_folder(fused_root(params), ds, method))]
              for ds, samples in scored.items()}   # the bytes of every fused image scored
     key = stage_key("flows.metrics", method=method, metrics=metrics_config(params), inputs=inputs, fused=fused)
     with staged([OUT_ROOT / method], key) as (staging,):

@@ -23,7 +23,7 @@ def tiny_project(root: Path, n: int = 6, method: str = "avg", seed: int = 0) -> 
 def tiny_params(runner: str = "thread", batch_size: int = 2) -> dict:
     return {"profile": "demo",
             "datasets": {"tiny": {"kind": "pairs", "root": "pairs"}},
-            "fusion": {"datasets": ["tiny"]},
+            "fusion": {"datasets": ["tiny"], "out": "data/fused", "results": "results/fusion", "gray": False},
             "metrics": {"convention": "matlab", "only": ["EN", "SF", "Qabf"], "splits": None},
             "orchestration": {"task_runner": runner, "batch_size": batch_size, "max_workers": 2,
                               "dask_workers": 2}}

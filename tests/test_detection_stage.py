@@ -145,11 +145,11 @@ def test_missing_fused_images_named(tiny, tmp_path):
     folder.mkdir(parents=True)
     for name in ("00000", "00001"):
         os.symlink(tiny / "Vis" / f"{name}.png", folder / f"{name}.png")
-    with pytest.raises(DataError, match=r"12 of 14 fused images missing: 00002, 00003") as err:
+    with pytest.raises(DataError, match=r"12 of 14 images missing from the fused folder: 00002, 00003") as err:
         method_images(dataset, tmp_path / "fused", "avg")
     assert str(folder) in str(err.value)
     with pytest.raises(DataError, match="run the fusion stage"):
-        method_images(dataset, tmp_path / "fused", "nosuch")
+        method_images(dataset, tmp_path / "fused", "nosuch")   # the one rule (pipeline.fused)
 
 
 def test_unknown_class_error_or_skip(tmp_path):

@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.slow,              # about 3-4 min alone (runs by defa
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".cache")
+ALWAYS = {"inputs", "weights"}   # always_changed: content manifests of the data (pipeline/inputs.py) and weights
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
@@ -101,7 +102,7 @@ def project(tmp_path_factory) -> Path:
     run(["git", "commit", "-qm", "init"], root)
     ran = repro(root, "repro", server=True)
     methods = ("ir", "average")
-    expected = {"demo_data", "vsm", "train@mlfuse", "weights", "prior", "train_diffif", "report", "perturb", "frozen", "robustness",
+    expected = {"demo_data", *ALWAYS, "vsm", "train@mlfuse", "weights", "prior", "train_diffif", "report", "perturb", "frozen", "robustness",
                 *(f"{s}@{m}" for s in ("fuse", "metrics", "detect", "segment") for m in methods)}
     assert ran == expected
     run(["git", "add", "-A"], root)
@@ -124,8 +125,9 @@ def test_every_params_key_of_dvc_yaml_exists_in_params_yaml():
 
 
 def test_second_repro_does_nothing(project):
-    assert repro(project, "repro") == set()
-    assert "up to date" in dvc(project, "status")
+    assert repro(project, "repro") == ALWAYS
+    status = dvc(project, "status")         # only the always-changed manifest stages are listed
+    assert set(re.findall(r"^(\S+):\s*$", status, flags=re.M)) <= ALWAYS and "always changed" in status
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert lock["stages"]["detect@ir"]["params"]["params.yaml"]["detection"] == \
         yaml.safe_load((project / "params.yaml").read_text())["detection"]
@@ -149,7 +151,7 @@ def test_metrics_and_plots_are_found(project):
 def test_detection_param_reruns_detection_and_report_only(project):
     before = yaml.safe_load((project / "params.yaml").read_text())["detection"]
     ran = repro(project, "exp", "run", "-S", "detection.epochs=2", "--name", "det2", server=True)
-    assert ran == {"detect@ir", "detect@average", "frozen", "robustness", "report"}  # frozen: same recipe
+    assert ran == {*ALWAYS, "detect@ir", "detect@average", "frozen", "robustness", "report"}  # frozen: same recipe
     shown = json.loads(dvc(project, "exp", "show", "--json"))
     (exp,) = [e for row in shown for group in (row.get("experiments") or []) for e in group["revs"]
               if e["name"] == "det2"]
@@ -165,8 +167,8 @@ def test_new_fusion_method_runs_only_its_stages_and_the_report(project):
     params["fusion"]["methods"]["max"] = {}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = repro(project, "repro", server=True)
-    assert ran == {"weights", "fuse@max", "metrics@max", "detect@max", "segment@max", "robustness", "report"}
-    assert repro(project, "repro") == set()
+    assert ran == {*ALWAYS, "fuse@max", "metrics@max", "detect@max", "segment@max", "robustness", "report"}
+    assert repro(project, "repro") == ALWAYS
 
 
 def test_mlfuse_training_change_is_seen_by_training_and_fusion_only(project):
@@ -176,7 +178,7 @@ def test_mlfuse_training_change_is_seen_by_training_and_fusion_only(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = dvc(project, "status")
     changed = set(re.findall(r"^(\S+):\s*$", status, flags=re.M))
-    assert changed == {"vsm", "train@mlfuse"}
+    assert changed == {*ALWAYS, "vsm", "train@mlfuse"}
     stale = set(re.findall(r"Running stage '([^']+)'", dvc(project, "repro", "--dry")))
     assert {"vsm", "train@mlfuse"} <= stale and not any(s.startswith(("detect", "segment", "metrics")) for s in stale)
     (project / "params.yaml").write_text(original)
@@ -201,5 +203,5 @@ def test_failing_method_does_not_hide_the_others_and_rerun_finishes(project, tmp
     assert "fuse@broken" in status and "detect@laplacian:" not in status   # the others are done and cached
     params["fusion"]["methods"].pop("broken")
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert repro(project, "repro", server=True) == {"weights", "robustness", "report"}   # re-run finishes only the rest
+    assert repro(project, "repro", server=True) == {*ALWAYS, "robustness", "report"}   # re-run finishes only the rest
     (project / "params.yaml").write_text(original)

@@ -76,16 +76,6 @@ def test_write_results_layout_and_merge(tmp_path):
     assert summary["convention"] == "matlab" and set(summary["datasets"]) == {"msrs"}
 
 
-def test_fused_methods_lists_dataset_method_folders(tmp_path):
-    from pipeline.metrics.stage import fused_methods
-
-    for dataset, method in (("msrs", "max"), ("msrs", "mean"), ("m3fd", "max")):
-        write_image(tmp_path / dataset / method / "a.png", np.zeros((4, 4), np.uint8))
-    (tmp_path / "m3fd" / "empty").mkdir()
-    assert fused_methods(tmp_path) == {"m3fd": ["max"], "msrs": ["max", "mean"]}
-    assert fused_methods(tmp_path / "missing") == {}
-
-
 def test_summary_skips_non_finite():
     frame = pd.DataFrame({"name": ["a", "b", "c"], "split": ["test"] * 3, "PSNR": [10.0, float("inf"), 20.0],
                           "MS_SSIM": [float("nan")] * 3})
@@ -98,7 +88,10 @@ def test_missing_fused_image_is_named(tmp_path):
     from types import SimpleNamespace
 
     sample = SimpleNamespace(name="x01", split="test", ir=tmp_path / "ir.png", vis=tmp_path / "vi.png")
-    with pytest.raises(DataError, match="x01.png"):
+    with pytest.raises(DataError, match="fused image folder not found"):
+        triples_for_dataset([sample], tmp_path / "fused" / "max")
+    write_image(tmp_path / "fused" / "max" / "x02.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(DataError, match="1 of 1 images missing from the fused folder: x01"):
         triples_for_dataset([sample], tmp_path / "fused" / "max")
 
 

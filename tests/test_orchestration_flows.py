@@ -102,8 +102,8 @@ def test_fuse_resume_key_covers_weights_and_input_bytes(tmp_path, monkeypatch, p
     made.mkdir(parents=True)
     for png in source.glob("*.png"):
         (made / png.name).write_bytes(png.read_bytes())
-    params = {**tiny_params(), "fusion": {"datasets": ["tiny"],
-                                          "methods": {"pre": {"kind": "precomputed", "folder": "made"}}}}
+    params = tiny_params()
+    params["fusion"]["methods"] = {"pre": {"kind": "precomputed", "folder": "made"}}
     with monkeypatch.context() as patch:
         _fail_batch(patch, fuse_module, "fuse_batch", "002")
         with pytest.raises(RuntimeError, match="1 of 3 units failed"):

@@ -89,5 +89,6 @@ def test_unknown_fusion_method_is_a_config_error():
     assert method_options(params, "laplacian") == {"levels": 3}
     with pytest.raises(ConfigError, match="'nope' is not under fusion.methods .*ir, laplacian"):
         method_options(params, "nope")
-    assert fused_datasets(params) == ["m3fd", "msrs"]
+    with pytest.raises(ConfigError, match="fusion.datasets"):     # no default in the code: params.yaml says
+        fused_datasets(params)
     assert fused_datasets({"fusion": {"datasets": ["tno"]}}) == ["tno"]

@@ -62,7 +62,7 @@ PER_SEED_KEYS = (*SUMMARY_KEYS, "AP50", "mAP50_ap_py", "mAP50_95_ap_py")
 def detection_settings(params: dict) -> dict:
     """``params.detection`` (profile resolved) with defaults filled in and values checked."""
     given = section(params, "detection", {}) or {}
-    unknown = set(given) - set(DEFAULTS) - {"methods"}
+    unknown = set(given) - set(DEFAULTS)
     if unknown:
         raise ConfigError(f"unknown detection setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     settings = {**copy.deepcopy(DEFAULTS), **copy.deepcopy(given)}
@@ -86,9 +86,9 @@ def detection_settings(params: dict) -> dict:
 
 
 def detection_methods(params: dict) -> list[str]:
-    """Methods to evaluate: ``ir`` and ``vis`` first (always), then ``fusion.methods`` (or
-    ``detection.methods`` when given), without repeats."""
-    chosen = section(params, "detection.methods") or list((section(params, "fusion.methods") or {}))
+    """Methods to evaluate: ``ir`` and ``vis`` first (always), then every ``fusion.methods`` entry
+    (each has its ``detect@<method>`` DVC stage), without repeats."""
+    chosen = list(section(params, "fusion.methods") or {})
     return list(dict.fromkeys(["ir", "vis", *chosen]))
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pipeline.datasets import Box, PairDataset, Sample, image_header_size, images_by_stem
+from pipeline.datasets import Box, PairDataset, Sample, image_header_size
 from pipeline.errors import ConfigError, DataError
 from pipeline.fingerprint import file_digest
 from pipeline.imageio import write_text
@@ -93,18 +93,13 @@ def method_images(dataset: PairDataset, fused_root: Path, method: str) -> tuple[
 
     The ``ir`` and ``vis`` baselines fall back to the dataset's own source images when no such
     folder exists. A folder missing some images is an error naming the folder and the images."""
-    folder = Path(fused_root) / dataset.name / method
+    from pipeline.fused import fused_folder, fused_images
+
+    folder = fused_folder(fused_root, dataset.name, method)
     if not folder.is_dir() and method in SOURCE_METHODS:
         attr = SOURCE_METHODS[method]
         return {s.name: getattr(s, attr) for s in dataset.samples}, f"{dataset.root} ({attr} sources)"
-    if not folder.is_dir():
-        raise DataError(f"fused images of method {method!r} not found (run the fusion stage first)", folder)
-    found = images_by_stem(folder)
-    missing = [s.name for s in dataset.samples if s.name not in found]
-    if missing:
-        shown = ", ".join(missing[:10]) + (f" ... ({len(missing)} in all)" if len(missing) > 10 else "")
-        raise DataError(f"{len(missing)} of {len(dataset.samples)} fused images missing: {shown}", folder)
-    return {s.name: found[s.name] for s in dataset.samples}, str(folder)
+    return fused_images(dataset.samples, folder), str(folder)
 
 
 def assign_splits(dataset: PairDataset, val_fraction: float = 0.1, seed: int = 0) -> tuple[dict[str, list[str]], str]:

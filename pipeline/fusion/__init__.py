@@ -10,5 +10,5 @@
 * :mod:`pipeline.fusion.controls` — ``kind: control``: the ``oracle`` (positive) and ``shuffled``
   (negative) controls of the report's sensitivity check;
 * :mod:`pipeline.fusion.colour` — YCbCr formulas and the grey/colour rule;
-* :mod:`pipeline.fusion.stage` — ``fuse_pair``, ``fuse_samples``, ``run_fusion`` (files, resume, timing).
+* :mod:`pipeline.fusion.stage` — ``fuse_pair``, ``fuse_samples`` (files, resume, timing).
 """

@@ -11,18 +11,9 @@ Public functions (used by the CLI and by ``flows/fuse.py``):
   returns ``{"images", "computed", "skipped", "seconds_per_image", "wall_seconds_per_image",
   "gflops"}`` where seconds are measured on the fusion call only (reading/writing excluded) and
   ``gflops`` is the mean per image at the images' sizes (0 for non-network methods).
-* :func:`run_fusion(params, methods=None, datasets=None, root=".")`: every configured dataset ×
-  method into ``data/fused/<dataset>/<method>/`` and the record
-  ``results/fusion/<method>/<dataset>.json`` = {"method", "dataset", "images", "seconds_per_image",
-  "params", "gflops", "provenance", ...} (docs/contracts). Configuration in ``params.yaml``::
 
-      fusion:
-        methods: {ir: {}, vis: {}, average: {}, max: {}, laplacian: {levels: 4}, vsm_wls: {},
-                  mlfuse: {weights: trained}}
-        datasets: [m3fd, msrs]     # default: every entry of `datasets`
-        out: data/fused            # default
-        results: results/fusion    # default
-        gray: false                # true = grey outputs even for colour visible images
+The ``fusion`` params section (``methods``, ``datasets``, ``out``, ``results``, ``gray``) is read by
+``flows/fuse.py``; where fused images live and how they are found is :mod:`pipeline.fused`.
 """
 from __future__ import annotations
 
@@ -173,33 +164,3 @@ def fusion_record(method: FusionMethod, dataset, stats: dict, previous: dict | N
             "weights": method.metadata().get("weights"),
             "provenance": provenance(params, split=dataset.manifest().get("splits"),
                                      method=method.metadata())}
-
-
-def run_fusion(params: dict, methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
-               root: str | Path = ".", progress: bool = True) -> list[dict]:
-    """Fuse every configured dataset × method; write images and timing records; return the records."""
-    from pipeline.config import section
-    from pipeline.datasets import load_configured
-    from pipeline.results import read_json, write_json
-
-    root = Path(root)
-    cfg = section(params, "fusion", {}) or {}
-    configured = dict(cfg.get("methods") or {})
-    names = list(methods) if methods else list(configured)
-    ds_names = list(datasets) if datasets else list(cfg.get("datasets") or (params.get("datasets") or {}))
-    out_root, res_root = root / cfg.get("out", "data/fused"), root / cfg.get("results", "results/fusion")
-    records = []
-    for ds_name in ds_names:
-        dataset = load_configured(params, ds_name)
-        for name in names:
-            method = get_method(name, **(configured.get(name) or {}))
-            stats = fuse_samples(method, dataset.samples, out_root / ds_name / name,
-                                 gray=bool(cfg.get("gray", False)), dataset=ds_name, progress=progress)
-            path = res_root / name / f"{ds_name}.json"
-            previous = read_json(path) if path.is_file() else None
-            record = fusion_record(method, dataset, stats, previous,
-                                   {"fusion": {"method": name, "options": configured.get(name) or {},
-                                               "gray": bool(cfg.get("gray", False))}})
-            write_json(path, record)
-            records.append(record)
-    return records

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from pipeline.errors import DataError
 from pipeline.metrics.registry import compute_triple, metric_directions, resolve_names
 
 
@@ -40,34 +39,16 @@ class TripleJob:
     fused: Path
 
 
-def triples_for_dataset(samples: Iterable, fused_dir: str | Path, suffix: str = ".png") -> list[TripleJob]:
+def triples_for_dataset(samples: Iterable, fused_dir: str | Path) -> list[TripleJob]:
     """Jobs for dataset samples (``pipeline.datasets.Sample``: name, split, ir, vis) whose fused
-    images are ``<fused_dir>/<name><suffix>``. A missing fused image raises :class:`DataError`."""
-    fused_dir = Path(fused_dir)
-    jobs = []
-    for sample in samples:
-        fused = fused_dir / f"{sample.name}{suffix}"
-        if not fused.is_file():
-            raise DataError(f"fused image for sample {sample.name!r} is missing", fused)
-        jobs.append(TripleJob(sample.name, sample.split, Path(sample.ir), Path(sample.vis), fused))
-    return jobs
+    images are found in ``fused_dir`` by :func:`pipeline.fused.fused_images` (the one rule; a missing
+    image raises :class:`DataError` naming the folder and the names)."""
+    from pipeline.fused import fused_images
 
+    samples = list(samples)
+    found = fused_images(samples, fused_dir)
+    return [TripleJob(s.name, s.split, Path(s.ir), Path(s.vis), found[s.name]) for s in samples]
 
-def fused_methods(fused_root: str | Path) -> dict[str, list[str]]:
-    """``{dataset: [method, ...]}`` for the folders ``<fused_root>/<dataset>/<method>/`` that hold at
-    least one image (the layout of ``data/fused``), sorted by name."""
-    from pipeline.imageio import is_image
-
-    root = Path(fused_root)
-    found: dict[str, list[str]] = {}
-    if not root.is_dir():
-        return found
-    for dataset_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        methods = [m.name for m in sorted(dataset_dir.iterdir())
-                   if m.is_dir() and any(is_image(f) for f in m.iterdir())]
-        if methods:
-            found[dataset_dir.name] = methods
-    return found
 
 
 def _as_job(item) -> TripleJob:
@@ -171,18 +152,3 @@ def write_metric_results(frame, out_dir: str | Path, dataset: str, method: str, 
     summary["provenance"] = {**summary.get("provenance", {}), dataset: block}
     write_json(summary_path, summary)
     return csv_path, summary_path
-
-
-def evaluate_method(samples: Iterable, fused_dir: str | Path, out_dir: str | Path, dataset: str, method: str,
-                    convention: str = "matlab", only=None, workers: int | None = None, params: dict | None = None,
-                    progress: bool = True):
-    """Score one method's fused folder for one dataset and write its CSV and summary. Returns the frame."""
-    jobs = triples_for_dataset(samples, fused_dir)
-    if not jobs:
-        raise DataError("no samples to score", fused_dir)
-    frame = evaluate_triples(jobs, convention, only, workers, progress)
-    splits: dict[str, int] = {}
-    for job in jobs:
-        splits[job.split] = splits.get(job.split, 0) + 1
-    write_metric_results(frame, out_dir, dataset, method, convention, params, {"images_per_split": splits})
-    return frame

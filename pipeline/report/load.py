@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.config import section
 from pipeline.errors import DataError
 from pipeline.results import read_json
 
@@ -68,7 +69,7 @@ def read_json_file(path: Path) -> Any:
 
 def configured_methods(params: dict) -> dict[str, dict]:
     """``params.fusion.methods`` as ``{name: options}`` (file order)."""
-    return {str(k): dict(v or {}) for k, v in (((params.get("fusion") or {}).get("methods")) or {}).items()}
+    return {str(k): dict(v or {}) for k, v in (section(params, "fusion.methods") or {}).items()}
 
 
 def control_roles(params: dict) -> dict[str, str]:

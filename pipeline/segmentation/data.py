@@ -22,7 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from pipeline.datasets import (IGNORE_INDEX, PairDataset, Sample, check_label_size, image_header_size, images_by_stem,
+from pipeline.datasets import (IGNORE_INDEX, PairDataset, Sample, check_label_size, image_header_size,
                                read_segmentation)
 from pipeline.errors import DataError
 from pipeline.imageio import read_image
@@ -38,24 +38,13 @@ class SegItem:
     label: Path
 
 
-def fused_folder(fused_root: str | Path, dataset: str, method: str) -> Path:
-    return Path(fused_root) / dataset / method
-
-
 def fused_items(dataset: PairDataset, folder: str | Path, splits: Sequence[str] = ("train", "test")) -> list[SegItem]:
-    """Items of ``splits`` whose image is ``<folder>/<sample name>.<any image suffix>``.
+    """Items of ``splits`` with their fused image in ``folder`` (found by
+    :func:`pipeline.fused.fused_images`, the one rule of every stage)."""
+    from pipeline.fused import fused_images
 
-    Raises :class:`DataError` naming the folder and (up to 10 of) the missing names, or two
-    images sharing a name (:func:`pipeline.datasets.images_by_stem`, as the detection stage)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError("fused image folder not found (run the fusion stage for this method first)", folder)
-    found = images_by_stem(folder)
     samples = [s for s in dataset.samples if s.split in splits]
-    missing = [s.name for s in samples if s.name not in found]
-    if missing:
-        shown = ", ".join(missing[:10]) + (f" ... (+{len(missing) - 10} more)" if len(missing) > 10 else "")
-        raise DataError(f"{len(missing)} of {len(samples)} images missing from the fused folder: {shown}", folder)
+    found = fused_images(samples, folder)
     return [SegItem(s.name, s.split, found[s.name], _label_of(s)) for s in samples]
 
 

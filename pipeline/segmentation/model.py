@@ -17,7 +17,6 @@ from pipeline.errors import ConfigError
 #: Every key of ``params.yaml`` ``segmentation`` with its default (the DeepLabV3+ paper's recipe).
 DEFAULTS: dict = {
     "dataset": "msrs",
-    "methods": None,              # null: ir, vis + every fusion.methods entry
     "fused_root": "data/fused",
     "results_root": "results/segmentation",
     "models_root": "models/segmentation",

@@ -38,7 +38,8 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.imageio import atomic_path
 from pipeline.results import provenance, read_json, seed_mean_std, write_csv, write_json
 from pipeline.segmentation import metrics as M
-from pipeline.segmentation.data import SegItem, fused_folder, fused_items, validate_items
+from pipeline.fused import fused_folder
+from pipeline.segmentation.data import SegItem, fused_items, validate_items
 from pipeline.segmentation.model import resolve_config
 
 ABSENT_RULE = ("IoU of a class with no ground-truth and no predicted pixel in the test set is "
@@ -77,8 +78,8 @@ class Job:
 
 def method_names(params: Mapping) -> list[str]:
     """Methods to evaluate: ``ir`` and ``vis`` first (always, the reference rows), then
-    ``segmentation.methods`` when given, else every ``fusion.methods`` entry, without repeats."""
-    chosen = section(params, "segmentation.methods") or list(section(params, "fusion.methods") or {})
+    every ``fusion.methods`` entry (each has its ``segment@<method>`` DVC stage), without repeats."""
+    chosen = list(section(params, "fusion.methods") or {})
     return list(dict.fromkeys(["ir", "vis", *(str(n) for n in chosen)]))
 
 
