@@ -24,18 +24,34 @@ set, about 4 GB: tens of seconds).
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from pipeline.config import section
-from pipeline.fingerprint import tree_digest
+from pipeline.fingerprint import file_digest, tree_files
 from pipeline.results import write_json
 
 FILES = ("datasets.json", "training.json")
 
 
+#: File names DVC ignores (``.dvcignore``): ultralytics drops ``labels/*.cache`` next to the
+#: labels of a dataset root on every training run; they must not change the manifest either.
+IGNORED_SUFFIXES = (".cache",)
+
+
+def root_digest(path: str | Path) -> str:
+    """SHA-256 over the relative names and bytes of the files under ``path`` (as
+    :func:`pipeline.fingerprint.tree_digest`), without the files DVC ignores."""
+    digest = hashlib.sha256()
+    for name, file in tree_files(path):
+        if not name.endswith(IGNORED_SUFFIXES):
+            digest.update(name.encode("utf-8") + b"\0" + file_digest(file).encode("ascii") + b"\n")
+    return digest.hexdigest()
+
+
 def _digest(path: str | Path) -> dict:
     path = Path(path)
-    return {"path": str(path), "digest": tree_digest(path) if path.exists() else None}
+    return {"path": str(path), "digest": root_digest(path) if path.exists() else None}
 
 
 def dataset_manifest(params: dict) -> dict:

@@ -110,6 +110,8 @@ def test_input_manifests_follow_the_bytes_of_the_active_profiles_data(tmp_path):
     assert first["datasets.json"]["gone"]["digest"] is None
     assert first["training.json"] == {"fusiongan": {"tno": {"kind": "pairs", "path": str(root),
                                                             "digest": first["datasets.json"]["m3fd"]["digest"]}}}
+    (root / "Ir" / "labels.cache").write_bytes(b"ultralytics")   # ignored, as in .dvcignore
+    assert inputs.write_manifests(params, tmp_path / "out") == first
     (root / "Ir" / "00000.png").write_bytes(b"b" * 100)
     clear_memo()
     second = inputs.write_manifests(params, tmp_path / "out")
