@@ -130,9 +130,10 @@ def scatter_figure(task: str, picks: list[pd.Series], tables: dict, points: dict
 
 
 def sentence(task: str, dataset: str, frame: pd.DataFrame, most_used: str, level: str = "95 %") -> str:
-    if frame.empty:
+    ranked = frame if frame.empty else frame.dropna(subset=["spearman"])
+    if ranked.empty:   # no method rows, or every correlation undefined (e.g. constant scores)
         return f"- {task}: not enough fusion methods with both metrics and {HEADLINE[task]} (needs 3)."
-    top = frame.dropna(subset=["spearman"]).iloc[0]
+    top = ranked.iloc[0]
     n = int(top["n_methods"])
     clear = frame[(frame["spearman_ci_low"] > 0) | (frame["spearman_ci_high"] < 0)]
     used = frame[frame["metric"] == most_used]
