@@ -206,5 +206,6 @@ def test_failing_method_does_not_hide_the_others_and_rerun_finishes(project, tmp
     assert "fuse@broken" in status and "detect@laplacian:" not in status   # the others are done and cached
     params["fusion"]["methods"].pop("broken")
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert repro(project, "repro", server=True) == {*ALWAYS, "robustness", "report"}   # re-run finishes only the rest
+    # re-run finishes only the rest (prior: fusion.methods is its params dependency; it re-scores from cache)
+    assert repro(project, "repro", server=True) == {*ALWAYS, "prior", "robustness", "report"}
     (project / "params.yaml").write_text(original)
