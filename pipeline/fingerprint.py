@@ -67,11 +67,12 @@ def _is_listed(path: Path, base: Path, suffixes: tuple[str, ...] | None, hidden:
 
 
 def tree_files(paths: Iterable[str | Path] | str | Path, *, suffixes: Iterable[str] | None = None,
-               hidden: bool = False) -> list[tuple[str, Path]]:
+               hidden: bool = False, exclude: Iterable[str] = ()) -> list[tuple[str, Path]]:
     """``(relative name, path)`` of every file under ``paths`` (files or folders), in digest order.
 
     A folder contributes its files named relative to it (sorted); a file contributes its own name.
-    ``suffixes`` (e.g. ``(".py",)``) keeps only matching names; hidden entries (``.name``: staging
+    ``suffixes`` (e.g. ``(".py",)``) keeps only matching names, ``exclude`` (e.g. ``(".cache",)``)
+    drops names ending so; hidden entries (``.name``: staging
     folders, editor files) and ``__pycache__`` are left out unless ``hidden``. A missing path is an
     error: a key that silently ignored a missing input would not notice it appear.
     """
@@ -88,16 +89,17 @@ def tree_files(paths: Iterable[str | Path] | str | Path, *, suffixes: Iterable[s
             out.append((f"{index}:{path.name}", path))
         else:
             raise FileNotFoundError(f"{path}: no such file or folder to fingerprint")
-    return out
+    dropped = tuple(exclude)
+    return [(name, file) for name, file in out if not name.endswith(dropped)] if dropped else out
 
 
 def tree_digest(paths: Iterable[str | Path] | str | Path, *, suffixes: Iterable[str] | None = None,
-                hidden: bool = False) -> str:
+                hidden: bool = False, exclude: Iterable[str] = ()) -> str:
     """SHA-256 over the relative names and bytes of every file under ``paths`` (see
     :func:`tree_files`). Independent of where the tree lies and of listing order; changes when a
     file is added, removed, renamed or rewritten."""
     digest = hashlib.sha256()
-    for name, path in tree_files(paths, suffixes=suffixes, hidden=hidden):
+    for name, path in tree_files(paths, suffixes=suffixes, hidden=hidden, exclude=exclude):
         digest.update(name.encode("utf-8") + b"\0" + file_digest(path).encode("ascii") + b"\n")
     return digest.hexdigest()
 

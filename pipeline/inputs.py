@@ -24,11 +24,10 @@ set, about 4 GB: tens of seconds).
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from pipeline.config import section
-from pipeline.fingerprint import file_digest, tree_files
+from pipeline.fingerprint import tree_digest
 from pipeline.results import write_json
 
 FILES = ("datasets.json", "training.json")
@@ -42,11 +41,7 @@ IGNORED_SUFFIXES = (".cache",)
 def root_digest(path: str | Path) -> str:
     """SHA-256 over the relative names and bytes of the files under ``path`` (as
     :func:`pipeline.fingerprint.tree_digest`), without the files DVC ignores."""
-    digest = hashlib.sha256()
-    for name, file in tree_files(path):
-        if not name.endswith(IGNORED_SUFFIXES):
-            digest.update(name.encode("utf-8") + b"\0" + file_digest(file).encode("ascii") + b"\n")
-    return digest.hexdigest()
+    return tree_digest(path, exclude=IGNORED_SUFFIXES)
 
 
 def _digest(path: str | Path) -> dict:
