@@ -139,6 +139,28 @@ def test_densefuse_ms_ssim_keeps_the_port_quirks():
     assert MS_SSIM_WEIGHTS == (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
+def test_densefuse_identity_path_init():
+    """Noise 0: the autoencoder is exactly the identity on 0..255 images and the addition rule is
+    exactly the average; the recipe's init (noise 0.1) starts near it."""
+    from pipeline.fusion.nets.densefuse import DenseFuseNet
+    from pipeline.training.methods.densefuse import INIT_NOISE, identity_path_init
+
+    gen = torch.Generator().manual_seed(2)
+    ir, vis = (torch.rand(1, 1, 24, 20, generator=gen, dtype=torch.float64) * 255 for _ in range(2))
+    torch.manual_seed(0)
+    net = DenseFuseNet().double()
+    identity_path_init(net, 0.0)
+    with torch.no_grad():
+        assert torch.allclose(net.decoder(net.encoder(ir)), ir, atol=1e-9)
+        assert torch.allclose(net(ir, vis), (ir + vis) / 2, atol=1e-9)
+    torch.manual_seed(0)
+    near = DenseFuseNet().double()
+    identity_path_init(near, INIT_NOISE)
+    with torch.no_grad():
+        error = (near.decoder(near.encoder(ir)) - ir).abs().mean() / ir.mean()
+    assert INIT_NOISE == 0.1 and 0 < float(error) < 0.5
+
+
 def test_constant_generator_run_is_flagged_collapsed(pairs, tmp_path, monkeypatch):
     """A deliberately broken PMGI run: the output layer's weights are zeroed and never trained (lr 0),
     so every fusion is the constant tanh(bias); the verdict says collapsed, the fusion method warns."""

@@ -10,6 +10,7 @@ Network: :class:`pipeline.fusion.nets.densefuse.DenseFuseNet`. Training is the *
     L = mean (out − x)² + λ·(1 − MS-SSIM(out, x))          λ = ``ssim_weight`` 100
 
 with the port's MS-SSIM (:func:`ms_ssim`), Adam ``lr`` 1e-4, batch 4, 4 epochs (published).
+Initialisation (a deviation, every profile): :func:`identity_path_init` instead of PyTorch's default.
 
 Deliberate differences: the port trains on the first 40,000 MS-COCO 2014 images resized to 256×256
 (nearest); COCO is not part of the benchmark data, so the AE learns from the training pairs' own
@@ -62,6 +63,27 @@ def ms_ssim(out: torch.Tensor, x: torch.Tensor, weights=MS_SSIM_WEIGHTS) -> torc
     return result
 
 
+#: scale of PyTorch's default random weights around the identity path (:func:`identity_path_init`)
+INIT_NOISE = 0.1
+
+
+def identity_path_init(net, noise: float = INIT_NOISE) -> None:
+    """Identity-path initialisation (every profile): PyTorch's default weights and biases scaled by
+    ``noise``, plus a Dirac kernel from input channel 0 to output channel 0 of ``conv1`` and of every
+    decoder layer. The dense block passes channel 0 through unchanged (its concatenation keeps the
+    old channels first) and the inputs are ≥ 0, so every ReLU passes it: at ``noise`` 0 the
+    autoencoder is exactly the identity and the addition rule exactly ``average``; at 0.1 it starts
+    near the identity and the reconstruction loss trains all channels. Why: from the default init the
+    port's AE needs thousands of steps to stop blurring (demo, 28 steps: reconstruction MSE 677 on the
+    0..255 scale, fused SSIM 0.11 vs ``average`` 0.43); the AE's optimum is the identity anyway."""
+    convs = [net.conv1.conv2d, net.conv2.conv2d, net.conv3.conv2d, net.conv4.conv2d, net.conv5.conv2d]
+    with torch.no_grad():
+        for conv in convs:
+            conv.weight.mul_(noise)
+            conv.bias.mul_(noise)
+            conv.weight[0, 0, 1, 1] += 1.0
+
+
 @register_recipe("densefuse")
 class DenseFuseRecipe(Recipe):
     options = ("lr", "ssim_weight")
@@ -78,6 +100,7 @@ class DenseFuseRecipe(Recipe):
         from pipeline.fusion.nets.densefuse import DenseFuseNet
 
         self.net = DenseFuseNet()
+        identity_path_init(self.net, INIT_NOISE)
         self.nets = {"autoencoder": self.net}
         self.opts = {"autoencoder": torch.optim.Adam(self.net.parameters(), lr=float(self.config["lr"]))}
 
