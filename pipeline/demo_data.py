@@ -47,6 +47,8 @@ GENERATOR = "fusebench demo-data"
 M3FD_DEMO_CLASSES = {"person": "People", "car": "Car", "lamp": "Lamp"}   # scene kind -> M3FD name
 MSRS_DEMO_BOXES = {"person": "person", "bike": "bicycle", "car": "car"}  # scene kind -> MSRS box name
 _CODES = {"m3fd": 1, "msrs": 2, "multifocus": 3}
+#: share of people dressed like their surroundings: people are the demo's infrared-only class
+CAMO = 1.0
 #: Gaussian σ (px) of the out-of-focus half of a multi-focus pair
 MULTIFOCUS_BLUR = 2.0
 
@@ -94,17 +96,16 @@ def make_scene(config: DemoConfig, dataset: str, index: int):
 def make_scene_with_evidence(config: DemoConfig, dataset: str, index: int):
     """:func:`make_scene` plus the scene's evidence map (uint8 ``H×W``, :mod:`pipeline.demo_evidence`)."""
     rng = np.random.default_rng([config.seed, _CODES[dataset], index])
-    scene = Scene(rng, config.height, config.width, bool(rng.random() < config.night_fraction))
+    scene = Scene(rng, config.height, config.width, bool(rng.random() < config.night_fraction), camo=CAMO)
     msrs = dataset == "msrs"
     draw_background(scene, msrs)
     n = lambda lo, hi: int(rng.integers(lo, hi + 1))  # noqa: E731
     if msrs:
-        counts = {"guardrail": n(0, 1), "car_stop": n(0, 2), "car_rear": n(0, 2), "car_side": n(0, 1),
-                  "person": n(0, 3), "bike": n(0, 2), "cone": n(0, 3), "lamp": n(0, 1)}
+        counts = {"car_stop": n(1, 2), "car_rear": n(0, 2), "car_side": n(0, 1), "person": n(1, 3),
+                  "cone": n(1, 3), "lamp": n(0, 1)}
         labelled = set(MSRS_DEMO_BOXES) | {"cone", "car_stop", "guardrail"}
     else:
-        counts = {"car_rear": n(0, 2), "car_side": n(0, 1), "person": n(1, 4), "lamp": n(0, 2),
-                  "cone": n(0, 2)}
+        counts = {"car_rear": n(0, 2), "car_side": n(0, 1), "person": n(1, 3), "lamp": n(1, 2)}
         labelled = set(M3FD_DEMO_CLASSES)
     place_objects(scene, counts, labelled)
     ir, vis = render(scene)

@@ -18,6 +18,10 @@ _SKY_DAY, _SKY_HORIZON = np.array((110, 160, 225), np.float32), np.array((200, 2
 _BUILDINGS = ((150, 90, 70), (160, 160, 165), (200, 185, 150), (120, 110, 100))
 _ROAD = (98, 98, 102)
 _WHITE, _YELLOW, _BLACK = (236, 236, 230), (232, 198, 40), (30, 30, 32)
+_LAMP_POLE = (40, 60, 150)   # painted blue pole
+#: infrared offset of cold painted things (cones, curbs, car stops, bumps, lamps): a faint trace only,
+#: so their evidence is in the visible image (the demo's visible-only classes)
+_FAINT = 2.0
 
 
 # ------------------------------------------------------------------------------------ background
@@ -37,11 +41,11 @@ def draw_background(s: Scene, msrs: bool) -> None:
     s.road_l, s.road_r = w * rng.uniform(-0.15, 0.15), w * rng.uniform(0.85, 1.15)
     s.poly([(s.vx - 1, hz), (s.vx + 1, hz), (s.road_r, h), (s.road_l, h)],
            ir=96.0 - s.cool + rng.uniform(-5, 5), vis=s.jitter(_ROAD, 10))
-    curb = w * rng.uniform(0.03, 0.06)
+    curb = w * rng.uniform(0.05, 0.09)
     curb_colour = s.jitter((188, 188, 178), 10) if rng.random() < 0.6 else None
     for edge, sign in ((s.road_l, -1), (s.road_r, 1)):
         pts = [(s.vx, hz), (edge, h), (edge + sign * curb, h)]
-        s.poly(pts, ir_add=6.0, vis=curb_colour if curb_colour is not None else _YELLOW,
+        s.poly(pts, ir_add=_FAINT, vis=curb_colour if curb_colour is not None else _YELLOW,
                seg=SEG["curve"])
         if curb_colour is None:   # yellow/black painted curb
             s.pattern(pts, lambda shape: stripes(shape, 0, max(3, h // 24), "y"), _BLACK)
@@ -122,7 +126,7 @@ def _bump(s: Scene) -> None:
     thick = 4 + 12 * t
     (l1, r1), (l2, r2) = s.road_edges(y - thick), s.road_edges(y)
     pts = [(l1, y - thick), (r1, y - thick), (r2, y), (l2, y)]
-    s.poly(pts, ir_add=5.0, vis=_BLACK, seg=SEG["bump"])
+    s.poly(pts, ir_add=_FAINT, vis=_BLACK, seg=SEG["bump"])
     s.pattern(pts, lambda shape: stripes(shape, 0, int(6 + 10 * t)), _YELLOW)
 
 
@@ -132,9 +136,9 @@ def _bump(s: Scene) -> None:
 def _person(s, x, yf, size, obj, view):
     hgt = size[1]
     rng = s.rng
-    camo = rng.random() < 0.3   # clothes close to the surroundings: hard to see in visible
-    top = s.jitter(_ROAD if rng.random() < 0.5 else (38, 38, 42), 8) if camo else \
-        s.jitter(CLOTHES[rng.integers(len(CLOTHES))])
+    camo = rng.random() < s.camo   # clothes close to the surroundings: hard to see in visible
+    below = s.albedo[int(np.clip(yf - 0.5 * hgt, 0, s.height - 1)), int(np.clip(x, 0, s.width - 1))]
+    top = s.jitter(below, 6) if camo else s.jitter(CLOTHES[rng.integers(len(CLOTHES))])
     legs = s.jitter((40, 40, 55), 15) if not camo else top
     warm = rng.uniform(-8, 8)
     ids = dict(seg=SEG["person"], inst=obj)
@@ -148,7 +152,8 @@ def _person(s, x, yf, size, obj, view):
     s.poly([(x - 0.18 * hgt, shoulder), (x + 0.18 * hgt, shoulder), (x + 0.14 * hgt, hip),
             (x - 0.14 * hgt, hip)], ir=212 + warm, vis=top, **ids)
     r = 0.085 * hgt
-    s.circle(x, shoulder - 0.9 * r, r, ir=234 + warm / 2, vis=s.jitter((205, 165, 135), 20), **ids)
+    skin = top if camo else s.jitter((205, 165, 135), 20)   # camouflaged: hooded
+    s.circle(x, shoulder - 0.9 * r, r, ir=234 + warm / 2, vis=skin, **ids)
 
 
 def _car(s, x, yf, size, obj, view):
@@ -201,15 +206,16 @@ def _bike(s, x, yf, size, obj, view):
 def _lamp(s, x, yf, size, obj, view):
     bw, ph = size
     toward = 1 if x < s.vx else -1   # arm reaches over the road
-    pole_x, pw = x - toward * (bw / 2 - 1), max(2.0, 0.035 * ph)
+    pole_x, pw = x - toward * (bw / 2 - 1), max(3.0, 0.07 * ph)
     ids = dict(seg=SEG["unlabelled"], inst=obj)
-    s.rect(pole_x - pw / 2, yf - ph, pole_x + pw / 2, yf, ir_add=8.0, vis=(105, 108, 112), **ids)
+    pole = s.jitter(_LAMP_POLE, 10)
+    s.rect(pole_x - pw / 2, yf - ph, pole_x + pw / 2, yf, ir_add=_FAINT, vis=pole, **ids)
     arm_end = pole_x + toward * (bw - 2)
-    s.line((pole_x, yf - ph + 2), (arm_end, yf - ph + 2), max(2.0, 0.025 * ph), ir_add=8.0,
-           vis=(105, 108, 112), **ids)
-    head = (arm_end - 0.12 * ph * toward, yf - ph + 1, arm_end, yf - ph + max(5.0, 0.06 * ph))
+    s.line((pole_x, yf - ph + 2), (arm_end, yf - ph + 2), max(2.0, 0.05 * ph), ir_add=_FAINT,
+           vis=pole, **ids)
+    head = (arm_end - 0.3 * ph * toward, yf - ph + 1, arm_end, yf - ph + max(6.0, 0.12 * ph))
     s.rect(min(head[0], head[2]), head[1], max(head[0], head[2]), head[3],
-           ir_add=45.0 if s.night else 10.0, vis=(215, 215, 205), emit=(255, 240, 190), **ids)
+           ir_add=_FAINT, vis=(240, 225, 90), emit=(255, 240, 190), **ids)
     s.lamps.append((arm_end, yf, 0.35 * ph))
 
 
@@ -217,10 +223,10 @@ def _cone(s, x, yf, size, obj, view):
     ch = size[1]
     ids = dict(seg=SEG["color_cone"], inst=obj)
     orange = s.jitter((245, 110, 25), 10)
-    s.rect(x - 0.38 * ch, yf - 0.1 * ch, x + 0.38 * ch, yf, ir_add=-7.0, vis=orange, **ids)
+    s.rect(x - 0.38 * ch, yf - 0.1 * ch, x + 0.38 * ch, yf, ir_add=-_FAINT, vis=orange, **ids)
     tri = [(x - 0.3 * ch, yf - 0.1 * ch), (x + 0.3 * ch, yf - 0.1 * ch), (x + 0.04 * ch, yf - ch),
            (x - 0.04 * ch, yf - ch)]
-    s.poly(tri, ir_add=-7.0, vis=orange, **ids)
+    s.poly(tri, ir_add=-_FAINT, vis=orange, **ids)
     band = [(x - 0.19 * ch, yf - 0.45 * ch), (x + 0.19 * ch, yf - 0.45 * ch),
             (x + 0.14 * ch, yf - 0.62 * ch), (x - 0.14 * ch, yf - 0.62 * ch)]
     s.poly(band, vis=_WHITE)
@@ -229,7 +235,7 @@ def _cone(s, x, yf, size, obj, view):
 def _car_stop(s, x, yf, size, obj, view):
     bw, bh = size
     colour = _YELLOW if s.rng.random() < 0.5 else s.jitter((175, 175, 170), 8)
-    s.rect(x - bw / 2, yf - bh, x + bw / 2, yf, ir_add=5.0, vis=colour, seg=SEG["car_stop"], inst=obj)
+    s.rect(x - bw / 2, yf - bh, x + bw / 2, yf, ir_add=_FAINT, vis=colour, seg=SEG["car_stop"], inst=obj)
 
 
 def _guardrail(s, x, yf, size, obj, view):
@@ -266,9 +272,9 @@ KINDS = {
                  "bike"),
     "lamp": Kind(_lamp, lambda t, h, w: (0.3 * h * (0.34 + 0.36 * t), h * (0.34 + 0.36 * t)), "side", 0.2,
                  "lamp"),
-    "cone": Kind(_cone, lambda t, h, w: (0.76 * h * (0.11 + 0.13 * t), h * (0.11 + 0.13 * t)), "any", 0.15,
+    "cone": Kind(_cone, lambda t, h, w: (0.76 * h * (0.16 + 0.2 * t), h * (0.16 + 0.2 * t)), "any", 0.15,
                  "cone"),
-    "car_stop": Kind(_car_stop, lambda t, h, w: (h * (0.18 + 0.2 * t), max(8.0, 0.28 * h * (0.18 + 0.2 * t))),
+    "car_stop": Kind(_car_stop, lambda t, h, w: (h * (0.3 + 0.3 * t), max(8.0, 0.3 * h * (0.3 + 0.3 * t))),
                      "side", 0.4, "car_stop"),
     "guardrail": Kind(_guardrail, lambda t, h, w: (w * (0.2 + 0.2 * t), h * (0.05 + 0.08 * t)), "side", 0.1,
                       "guardrail"),

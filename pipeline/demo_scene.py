@@ -58,6 +58,7 @@ class Scene:
     height: int
     width: int
     night: bool
+    camo: float = 0.3          # share of people dressed like their surroundings (hard to see in visible)
     label: np.ndarray = field(init=False)
     inst: np.ndarray = field(init=False)
     ir: np.ndarray = field(init=False)
