@@ -1,11 +1,16 @@
 """Procedural demo data in the native MSRS and M3FD layouts (what ``make demo`` runs on).
 
 Each pair is one street scene (:mod:`pipeline.demo_scene`, :mod:`pipeline.demo_objects`): a road in
-perspective under a skyline, people, cars, bicycles, lamps, cones, car stops, guardrails and bumps
-on the ground plane, seen by day or by night. The modalities are complementary as in real data:
-people and engines are warm (bright) in infrared; texture, lane paint, colours and cold objects
-(cones, bumps, curbs, lamps) are visible-only or faint in infrared; night visible images are dark
-and noisy. So an infrared-only or visible-only detector/segmenter each miss something.
+perspective under a skyline, people, cars, lamps, cones, car stops and bumps on the ground plane,
+seen by day or by night. The modalities are complementary, and so that a *cheap* downstream model
+learns it (the demo's sensitivity check, docs/demo_budget.md) the split is clean: people are warm in
+infrared and dressed like their surroundings in visible (:data:`CAMO`), so they are the
+infrared-only class; painted cold objects (lamps in M3FD; cones, curbs, car stops, bumps in MSRS)
+leave only a faint trace in infrared and are the visible-only classes; cars show in both. Night
+visible images are dark and noisy. So an infrared-only or visible-only detector/segmenter each miss
+a class that the other sees. Of the native class lists, M3FD scenes hold People, Car, Lamp and MSRS
+scenes car, person, curve, car_stop, color_cone, bump (no bike, no guardrail: absent classes are
+left out of mIoU, :mod:`pipeline.segmentation.metrics`).
 
 Written layouts (read by the ordinary loaders of :mod:`pipeline.datasets`)::
 

@@ -11,13 +11,12 @@ A scene is drawn once into shared layers and then *rendered* twice, once per mod
 * **Infrared** (thermal emission): cold sky, buildings and ground at ambient level with a smooth
   low-frequency variation, a little blur and weak sensor noise -- no texture, no paint. People are
   the warmest things (head > body > legs); cars have a warm engine/exhaust side and warm tyres with
-  cold windows; lamps' bulbs are warm at night. *Cold* objects (cones, bumps, curbs, car stops,
-  guardrails, bicycles, lamp poles, lane paint) are painted as a small *offset* from whatever lies
-  beneath them, so they are faint. At night the ambient scene cools while people stay warm.
+  cold windows. *Cold* objects (cones, bumps, curbs, car stops, guardrails, bicycles, lamps, lane
+  paint) are painted as a small *offset* from whatever lies beneath them, so they are faint. At night the ambient scene cools while people stay warm.
 * **Visible** (reflected light, RGB): surface colours (paint, clothing, car colours, lane markings,
   striped bumps, orange cones, window grids) times an illumination map plus fine multiplicative
-  texture. By day: soft illumination changes and cast shadows; some people wear clothes close to
-  the road colour. By night: ambient light drops to 10-20 %, pools of lamp light, emissive
+  texture. By day: soft illumination changes and cast shadows; a share ``Scene.camo`` of people
+  wear clothes the colour of what lies behind them. By night: ambient light drops to 10-20 %, pools of lamp light, emissive
   headlights / tail lights / lit windows / lamp bulbs with glow, and strong sensor noise, so
   unlit people are nearly invisible.
 
