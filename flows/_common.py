@@ -231,18 +231,23 @@ def write_summary(stage: str, seconds: float, status: str, error: str | None = N
     return path
 
 
-def stage_flow(stage: str, **flow_kwargs) -> Callable:
+def stage_flow(stage: str, prefect: bool = True, **flow_kwargs) -> Callable:
     """Decorator: make ``fn(params, **kw)`` a Prefect flow named ``fusebench-<stage>`` that loads
-    params, uses the configured task runner and writes the flow-run summary."""
+    params, uses the configured task runner and writes the flow-run summary. ``prefect=False``: a
+    plain function with the same summary, for a cheap stage that runs only inline units
+    (:func:`run_inline`) and must not need a Prefect server (``flows.server`` starts none for it,
+    :data:`flows.server.NO_SERVER_STAGES`)."""
 
     def decorate(fn: Callable) -> Callable:
-        from prefect import flow
+        if prefect:
+            from prefect import flow
 
         @functools.wraps(fn)
         def run(params: dict | None = None, summary_name: str | None = None, **kwargs):
             params = params if params is not None else load_params(PARAMS_FILE)
-            inner = flow(name=f"fusebench-{stage}", task_runner=make_task_runner(params),
-                         log_prints=False, **flow_kwargs)(fn)  # prints reach the terminal (Prefect logs at WARNING)
+            inner = (flow(name=f"fusebench-{stage}", task_runner=make_task_runner(params),
+                          log_prints=False, **flow_kwargs)(fn)  # prints reach the terminal (Prefect logs at WARNING)
+                     if prefect else fn)
             _SUMMARY.clear()  # records of units run outside a flow (e.g. a body called directly)
             start, wall0, cpu0 = time.perf_counter(), time.time(), _cpu_seconds()
             try:

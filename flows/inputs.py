@@ -11,7 +11,7 @@ from __future__ import annotations
 from flows._common import main_entry, run_inline, stage_flow
 
 
-@stage_flow("inputs")
+@stage_flow("inputs", prefect=False)  # cheap, runs on every repro: no Prefect server
 def inputs_flow(params: dict, out: str = "results/inputs") -> dict:
     from pipeline.inputs import write_manifests
 

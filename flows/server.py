@@ -18,6 +18,11 @@ server boots): Prefect, torch, ultralytics and smp are imported once, and every
 ``python -m flows.<stage>`` the command starts runs in a forked copy of that process instead of
 importing them again (``FUSEBENCH_FORK_SOCKET``). ``--no-fork`` (or ``FUSEBENCH_FORK=0``) turns
 it off; a stage that cannot be served runs in its own process as before.
+
+``dvc repro`` runs as ``python -m flows._dvc repro``: both servers are started just before the
+first stage that needs them, so a repro with nothing to do (the stages ``inputs`` and ``weights``
+run every time but need neither) starts none, and DVC reads ``params.yaml`` once, not once per
+stage (:mod:`flows._dvc`).
 """
 from __future__ import annotations
 
@@ -159,17 +164,17 @@ def fork_enabled() -> bool:
     return os.environ.get("FUSEBENCH_FORK", "1").lower() not in ("0", "false", "no", "off")
 
 
-def run_with_server(command: Sequence[str], port: int | None = None, timeout: float = 120.0,
-                    fork: bool | None = None) -> int:
-    """Run ``command`` with a temporary shared Prefect server (and, with ``fork``, the stage fork
-    server; default: :func:`fork_enabled`); return its exit code."""
-    if not command:
-        raise FuseBenchError("no command given; usage: python -m flows.server -- dvc repro")
+@contextlib.contextmanager
+def servers(env: dict, port: int | None = None, timeout: float = 120.0, fork: bool | None = None) -> Iterator[dict]:
+    """Start the Prefect server (and, with ``fork``, the stage fork server; default:
+    :func:`fork_enabled`) for child processes with environment ``env``; yield the variables that
+    point a child at them (``PREFECT_API_URL``, ``FUSEBENCH_KEEP_PREFECT_API_URL``,
+    ``FUSEBENCH_FORK_SOCKET``); stop both on exit."""
     start = time.perf_counter()
     port = port or free_port()
     api_url = f"http://{HOST}:{port}/api"
-    env = dict(os.environ, PREFECT_API_URL=api_url, FUSEBENCH_KEEP_PREFECT_API_URL="1")
-    env.pop("FUSEBENCH_FORK_SOCKET", None)
+    point = {"PREFECT_API_URL": api_url, "FUSEBENCH_KEEP_PREFECT_API_URL": "1"}
+    env = {k: v for k, v in {**env, **point}.items() if k != "FUSEBENCH_FORK_SOCKET"}
     with contextlib.ExitStack() as stack:
         forks = stack.enter_context(fork_server(env, timeout)) if (fork_enabled() if fork is None else fork) else None
         stack.enter_context(temporary_server(port=port, timeout=timeout))
@@ -177,12 +182,40 @@ def run_with_server(command: Sequence[str], port: int | None = None, timeout: fl
               file=sys.stderr, flush=True)
         socket_path = forks() if forks else None
         if socket_path:
-            env["FUSEBENCH_FORK_SOCKET"] = socket_path
+            point["FUSEBENCH_FORK_SOCKET"] = socket_path
             print(f"[flows.server] stage fork server ready ({time.perf_counter() - start:.1f} s)",
                   file=sys.stderr, flush=True)
         elif forks:
             print("[flows.server] stage fork server did not start; stages import everything themselves",
                   file=sys.stderr, flush=True)
+        yield point
+
+
+def lazy_command(command: Sequence[str]) -> list[str] | None:
+    """``dvc repro ...`` -> ``python -m flows._dvc repro ...`` (servers started by the first stage
+    that needs them, :mod:`flows._dvc`); ``None`` for any other command."""
+    command = list(command)
+    if len(command) >= 2 and Path(command[0]).name == "dvc" and command[1] == "repro":
+        return [sys.executable, "-m", "flows._dvc", *command[1:]]
+    return None
+
+
+def run_with_server(command: Sequence[str], port: int | None = None, timeout: float = 120.0,
+                    fork: bool | None = None) -> int:
+    """Run ``command`` with a temporary shared Prefect server (and, with ``fork``, the stage fork
+    server; default: :func:`fork_enabled`); return its exit code. ``dvc repro`` starts them only
+    when a stage needs them (:func:`lazy_command`): a repro with nothing to do starts neither."""
+    if not command:
+        raise FuseBenchError("no command given; usage: python -m flows.server -- dvc repro")
+    env = {k: v for k, v in os.environ.items() if k != "FUSEBENCH_FORK_SOCKET"}
+    with contextlib.ExitStack() as stack:
+        lazy = lazy_command(command)
+        if lazy:
+            command = lazy
+            env.update(FUSEBENCH_LAZY_PORT=str(port or ""), FUSEBENCH_LAZY_TIMEOUT=str(timeout),
+                       FUSEBENCH_LAZY_FORK="1" if (fork_enabled() if fork is None else fork) else "0")
+        else:
+            env.update(stack.enter_context(servers(env, port=port, timeout=timeout, fork=fork)))
         child = subprocess.Popen(list(command), env=env)
         # SIGTERM/SIGHUP (a CI timeout, a closed terminal) go to the command; when it has ended the
         # server is stopped as usual instead of being orphaned in its own session.

@@ -13,11 +13,14 @@ from flows._common import main_entry, run_inline, stage_flow
 from pipeline.config import section
 
 
-@stage_flow("weights")
+@stage_flow("weights", prefect=False)  # cheap, runs on every repro: no Prefect server
 def weights_flow(params: dict) -> list[str]:
     from pipeline.fusion.weights_index import write_index
 
-    written = run_inline("weights", "index", write_index, section(params, "fusion.methods") or {})
+    from pipeline.hermetic import state_dir
+
+    written = run_inline("weights", "index", write_index, section(params, "fusion.methods") or {},
+                         memo=state_dir() / "weights_index.json")
     print(f"weights records: {len(written)} methods")
     return [str(p) for p in written]
 

@@ -44,11 +44,60 @@ def record(name: str, options: Mapping | None) -> dict:
     return {"method": name, "kind": options.get("kind") or name, "files": files}
 
 
-def write_index(methods: Mapping[str, Mapping | None], root: str | Path = INDEX_ROOT) -> list[Path]:
+def _file_state(files: list[dict]) -> bool:
+    """True when every recorded file still has its recorded digest (absent stays absent)."""
+    from pipeline.fingerprint import file_digest, tree_digest
+
+    for entry in files:
+        path = Path(entry["path"])
+        digest = file_digest(path) if path.is_file() else tree_digest(path) if path.is_dir() else None
+        if digest != entry.get("digest"):
+            return False
+    return True
+
+
+def _reuse_key(name: str, options: Mapping | None) -> str:
+    """What decides a record besides its files' bytes: the options, the code that resolves them
+    (:mod:`pipeline.fusion` and what it imports) and ``$FUSEBENCH_SHARED`` (published weights)."""
+    import os
+
+    from pipeline.fingerprint import code_digest, content_key
+
+    return content_key(name=name, options=dict(options or {}), shared=os.environ.get("FUSEBENCH_SHARED", "../shared"),
+                       code=code_digest("pipeline.fusion.weights_index"))
+
+
+def write_index(methods: Mapping[str, Mapping | None], root: str | Path = INDEX_ROOT,
+                memo: str | Path | None = None) -> list[Path]:
     """Write :func:`record` of every method in ``methods`` (``fusion.methods``) under ``root``;
-    records of methods no longer configured are removed."""
+    records of methods no longer configured are removed.
+
+    ``memo`` (a JSON file outside DVC's outputs, e.g. ``.cache/weights_index.json``): a record
+    whose options, code and ``$FUSEBENCH_SHARED`` (:func:`_reuse_key`), file bytes and own bytes are
+    those of the last run is kept without building the method, so an unchanged ``dvc repro``
+    does not import torch for the registry. Every weight file is still hashed each time."""
+    import json
+
+    from pipeline.fingerprint import file_digest
+
     root = Path(root)
-    written = [write_json(index_file(name, root), record(name, options)) for name, options in methods.items()]
+    try:
+        last = json.loads(Path(memo).read_text()) if memo else {}
+    except (OSError, ValueError):
+        last = {}
+    memory, written = {}, []
+    for name, options in methods.items():
+        path, key, seen = index_file(name, root), _reuse_key(name, options) if memo else None, last.get(name) or {}
+        try:
+            kept = (key is not None and seen.get("key") == key and path.is_file()
+                    and file_digest(path) == seen.get("record") and _file_state(json.loads(path.read_text())["files"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            kept = False
+        written.append(path if kept else write_json(path, record(name, options)))
+        if memo:
+            memory[name] = {"key": key, "record": file_digest(path)}
+    if memo:
+        write_json(memo, memory)
     for stale in set(root.glob("*.json")) - {Path(p) for p in written}:
         stale.unlink()
     return written
