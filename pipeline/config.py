@@ -32,6 +32,12 @@ from pipeline.errors import ConfigError
 
 PROFILES = ("demo", "shared", "full")
 
+#: The top-level keys of ``params.yaml``: any other one (a typo such as ``detecton:``, a section
+#: no stage reads) is a :class:`ConfigError` naming it. A new section is added here and in
+#: ``params.yaml`` (``tests/test_profiles.py`` checks that both list the same keys).
+SECTIONS = ("profile", "seed", "device", "orchestration", "demo_data", "datasets", "train", "fusion", "prior",
+            "diffif", "metrics", "report", "segmentation", "detection", "perturb", "robustness", "frozen")
+
 
 def deep_merge(base: dict, override: dict) -> dict:
     """Recursively merge ``override`` into a copy of ``base`` (mappings merge, other values replace)."""
@@ -80,6 +86,9 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
     ``profile`` key, ``"demo"``.
     """
     raw = load_raw(path)
+    unknown = sorted(set(raw) - set(SECTIONS), key=str)
+    if unknown:
+        raise ConfigError(f"unknown top-level section(s) {unknown}; known: {list(SECTIONS)}", path)
     chosen = profile or os.environ.get("FUSEBENCH_PROFILE") or raw.get("profile") or "demo"
     if chosen not in PROFILES:
         raise ConfigError(f"unknown profile {chosen!r}; expected one of {list(PROFILES)}", path)

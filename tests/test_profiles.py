@@ -87,3 +87,16 @@ def test_repository_params_switch_cleanly(repo_root, tmp_path):
         assert set(load_params(path)["fusion"]["methods"]) >= set(methods)
     switch(path, "demo")
     assert path.read_text() == original
+
+
+def test_unknown_top_level_section_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("profile: demo\nseed: 0\ndetecton: {epochs: 3}\n")
+    with pytest.raises(ConfigError, match="detecton"):
+        load_params(path)
+
+
+def test_known_sections_are_those_of_the_repository_params(repo_root):
+    from pipeline.config import SECTIONS, load_raw
+
+    assert set(load_raw(repo_root / "params.yaml")) == set(SECTIONS)
