@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.datasets import (IGNORE_INDEX, M3FD_CLASSES, MSRS_BOX_CLASSES, MSRS_SEG_CLASSES,
-                               Box, PairDataset, Sample, image_header_size, images_by_stem,
-                               match_pairs, read_class_names, read_coco_boxes, read_voc_boxes,
-                               read_yolo_boxes, seeded_split, split_from_lists)
+from pipeline.dataset_files import (IGNORE_INDEX, M3FD_CLASSES, MSRS_BOX_CLASSES, MSRS_SEG_CLASSES,
+                                    Box, PairDataset, Sample, image_header_size, images_by_stem,
+                                    match_pairs, read_class_names, read_coco_boxes, read_voc_boxes,
+                                    read_yolo_boxes, seeded_split, split_from_lists)
 from pipeline.errors import DataError
 
 

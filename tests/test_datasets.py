@@ -209,3 +209,17 @@ def test_shared_profile_datasets_load(repo_root, shared_data):
     assert sizes["m3fd"] == {"train": 6, "val": 2, "test": 3}
     assert sizes["msrs"] == {"train": 6, "test": 6}
     assert {"roadscene", "tno", "medical"} <= set(sizes)
+
+
+def test_no_import_cycle_between_datasets_and_layouts(repo_root):
+    """pipeline.datasets imports pipeline.layouts; neither layouts nor the records module it
+    reads (pipeline.dataset_files) imports pipeline.datasets back."""
+    import ast
+
+    for module in ("layouts", "dataset_files"):
+        tree = ast.parse((repo_root / "pipeline" / f"{module}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {f"pipeline.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                     and n.module == "pipeline" for a in n.names}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "pipeline.datasets" not in imported, module
