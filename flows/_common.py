@@ -198,21 +198,27 @@ def run_inline(stage: str, unit: str, fn: Callable, *args, **kwargs) -> Any:
 def run_method_seeds(stage: str, method: str, prepare: Callable[[], Any], seeds_of: Callable[[Any], list],
                      run_seed: Callable, aggregate: Callable[[Any, list, list], Any],
                      seed_args: Callable[[int], tuple] = lambda k: (),
-                     together: Callable[[Any], bool] = lambda prepared: False) -> tuple[list, Any]:
+                     together: Callable[[Any], bool] = lambda prepared: False,
+                     pool: Callable[[Any, list], list] | None = None) -> tuple[list, Any]:
     """One method of a per-seed stage: ``<method>:prepare`` (inline, ``prepare()``), one Prefect task
     ``<method>:seed<s>`` per seed of ``seeds_of(prepared)`` running ``run_seed(prepared, seed,
     *seed_args(k))`` (k: position of the seed), then ``<method>:aggregate`` (inline,
     ``aggregate(prepared, seeds, seed_values)``). The seed tasks run one at a time (stopping at the
-    first failure) unless ``together(prepared)``: then they are submitted together. Returns
-    ``(seeds, aggregate value)``."""
+    first failure) unless ``together(prepared)``: then they are submitted together. With ``pool``
+    and ``prepared.workers`` > 1 one task ``<method>:seeds`` runs ``pool(prepared, seeds)`` instead
+    (forked seed workers, :mod:`pipeline.seedpool`). Returns ``(seeds, aggregate value)``."""
     prepared = run_inline(stage, f"{method}:prepare", prepare)
     seeds = list(seeds_of(prepared))
     units = [(f"{method}:seed{seed}", (prepared, seed, *seed_args(k))) for k, seed in enumerate(seeds)]
+    if pool is not None and getattr(prepared, "workers", 1) > 1:
+        run_seed, units = pool, [(f"{method}:seeds", (prepared, seeds))]
     values = []
     for batch in ([units] if together(prepared) else [[unit] for unit in units]):
         report = run_units(stage, run_seed, batch, retries=0)
         report.raise_if_failed()
         values.extend(report.values[unit] for unit, _ in batch)
+    if len(values) == 1 and len(seeds) > 1:   # the pool's list of seed values
+        values = list(values[0])
     return seeds, run_inline(stage, f"{method}:aggregate", aggregate, prepared, seeds, values)
 
 

@@ -6,8 +6,10 @@ method of :func:`pipeline.detection.stage.detection_methods` (``ir``, ``vis`` an
 ``fusion.methods`` entry) runs in turn. Work units: ``prepare`` (load the dataset, check the
 method's images, build its YOLO dataset), one Prefect task per seed (train + test, see
 :func:`pipeline.detection.stage.run_seed`) and ``aggregate`` (``metrics.json``: mean/std over
-seeds). Seeds run one after the other: ultralytics keeps process-wide state (logger, torch
-threads, deterministic mode), so two trainings must not share a process at the same time.
+seeds). Two trainings must not share a process at the same time (ultralytics keeps process-wide
+state: logger, torch threads, deterministic mode), so seeds either run one after the other or, with
+``detection.parallel_seeds`` > 1 (``auto`` on the CPU), side by side in forked workers with one
+torch thread each, in one unit ``<method>:seeds`` (:mod:`pipeline.seedpool`).
 Outputs: see :mod:`pipeline.detection.stage`; flow-run summary
 ``results/flow_runs/detect_<method>.json``.
 """
@@ -20,7 +22,7 @@ from flows._common import method_entry, run_method_seeds, stage_flow
 
 @stage_flow("detect")
 def detect_flow(params: dict, method: str | None = None) -> dict:
-    from pipeline.detection.stage import detection_methods, prepare_method, run_seed, write_method_metrics
+    from pipeline.detection.stage import detection_methods, prepare_method, run_seed, run_seeds, write_method_metrics
     from pipeline.results import read_json
 
     methods = [method] if method else detection_methods(params)
@@ -29,7 +31,7 @@ def detect_flow(params: dict, method: str | None = None) -> dict:
         seeds, path = run_method_seeds(
             "detect", name, functools.partial(prepare_method, params, name),
             lambda prepared: prepared.settings["seeds"], run_seed,
-            lambda prepared, seeds, seed_results: write_method_metrics(prepared, seed_results))
+            lambda prepared, seeds, seed_results: write_method_metrics(prepared, seed_results), pool=run_seeds)
         results[name] = read_json(path)
         print(f"detect {name}: mAP50 {results[name]['mAP50']:.4f} (seeds {seeds})")
     return results

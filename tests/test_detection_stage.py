@@ -387,9 +387,11 @@ def test_training_is_deterministic_while_other_threads_draw_random_numbers(tiny,
 
 
 def test_killed_run_keeps_finished_seeds_and_resumes_the_killed_one(tiny, tmp_path):
-    """A real run of two seeds is SIGKILLed after seed 0 finished and seed 1 saved its second
-    epoch; the stage output is deleted (as DVC does); the re-run reuses seed 0 (identical to an
-    uninterrupted run) and continues seed 1 after epoch 2."""
+    """A real run of two seeds side by side (one forked worker each, parallel_seeds auto): seed 1's
+    worker is SIGKILLed after it saved its second epoch, seed 0 runs to its end, the run fails
+    naming seed 1; the stage output is deleted (as DVC does); the re-run, seeds one after the other
+    in the stage's process, reuses seed 0 (identical to an uninterrupted side-by-side run) and
+    continues seed 1 after epoch 2."""
     import json
     import shutil
     import subprocess
@@ -419,8 +421,10 @@ def save_then_die(path, state):
 trainer.save_torch = save_then_die
 stage.run_method(json.loads(sys.argv[1]), "ir")
 """
-    child = subprocess.run([sys.executable, "-c", code, json.dumps(params)], cwd=REPO, timeout=600)
-    assert child.returncode == -signal.SIGKILL
+    child = subprocess.run([sys.executable, "-c", code, json.dumps(params)], cwd=REPO, timeout=600,
+                           stderr=subprocess.PIPE, text=True)
+    assert child.returncode == 1 and "ir seed 1: worker killed by signal 9" in child.stderr
+    assert read_json(work / "seed_0" / "seed_metrics.json")["parallel_seeds"] == 2
     assert torch.load(resume, weights_only=True)["epoch"] == 1
     assert read_json(work / "seed_0" / "seed_metrics.json")["resumed_from_epoch"] is None
     assert not (work / "seed_1" / "seed_metrics.json").exists()
@@ -435,6 +439,7 @@ stage.run_method(json.loads(sys.argv[1]), "ir")
         trained.append((args[3], kwargs.get("resume") and kwargs["resume"]["epoch"]))
         return original(*args, **kwargs)
 
+    params["detection"]["parallel_seeds"] = 1            # in this process: the spy sees the training
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(yolo, "train", spy)
         again = read_json(stage.run_method(params, "ir"))

@@ -53,7 +53,7 @@ DEFAULTS = {
     "nbs": 64, "seeds": [0], "device": None, "optimizer": "SGD", "lr0": 0.01, "warmup_epochs": 3.0,
     "mosaic": 1.0, "patience": 100, "select": "best", "checkpoint_every": 1, "cache": False,
     "conf": 0.001, "iou": 0.6, "max_det": 300, "val_fraction": 0.1, "split_seed": 0,
-    "unknown_classes": None, "extra": {},
+    "unknown_classes": None, "extra": {}, "parallel_seeds": "auto",
 }
 SUMMARY_KEYS = ("mAP50", "mAP50_95", "precision", "recall")
 PER_SEED_KEYS = (*SUMMARY_KEYS, "AP50", "mAP50_ap_py", "mAP50_95_ap_py")
@@ -73,6 +73,9 @@ def detection_settings(params: dict) -> dict:
     if not seeds or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"detection.seeds must be a non-empty list of integers, got {settings['seeds']!r}")
     settings["seeds"] = list(seeds)
+    from pipeline.seedpool import resolve_workers
+
+    resolve_workers(settings["parallel_seeds"], 1, "cpu", "detection.parallel_seeds")
     if settings["select"] not in ("best", "last"):
         raise ConfigError(f"detection.select must be 'best' or 'last', got {settings['select']!r}")
     for key in ("imgsz", "epochs", "batch", "max_det", "checkpoint_every"):
@@ -104,6 +107,14 @@ class Prepared:
     out_dir: Path
 
     work_dir: Path | None = None
+    workers: int = 1              # seeds trained at once (pipeline.seedpool); > 1: one thread each
+
+    @property
+    def threads(self) -> int:
+        """Torch threads a seed trains with: 1 in a seed worker, else the stage's default."""
+        from pipeline.seedpool import default_threads
+
+        return 1 if self.workers > 1 else default_threads()
 
     def seed_dir(self, seed: int) -> Path:
         """The published folder of a seed (inside the stage's DVC output)."""
@@ -118,7 +129,7 @@ class Prepared:
         from pipeline.fingerprint import code_digest, content_key
 
         settings = {k: v for k, v in self.settings.items()
-                    if k not in ("seeds", "results", "models_root", "fused_root", "methods")}
+                    if k not in ("seeds", "results", "models_root", "fused_root", "methods", "parallel_seeds")}
         return content_key(data=self.data.fingerprint, settings=settings, model=yolo.model_identity(self.settings),
                            device=self.device, ultralytics=yolo.ultralytics_version(),
                            code=code_digest("pipeline.detection.stage"), seed=int(seed))
@@ -135,6 +146,7 @@ def load_detection_dataset(params: dict, settings: dict) -> PairDataset:
 def prepare_method(params: dict, method: str) -> Prepared:
     """Load the dataset, check the method's images and build its YOLO dataset (scratch folder)."""
     from pipeline.device import resolve_device
+    from pipeline.seedpool import resolve_workers
 
     settings = detection_settings(params)
     dataset = load_detection_dataset(params, settings)
@@ -152,7 +164,8 @@ def prepare_method(params: dict, method: str) -> Prepared:
         for old in work_dir.iterdir():
             if old.is_dir() and old.name.startswith("seed_") and old.name not in keep:
                 shutil.rmtree(old)
-    return Prepared(method, dataset, data, settings, device, out_dir, work_dir)
+    workers = resolve_workers(settings["parallel_seeds"], len(settings["seeds"]), device, "detection.parallel_seeds")
+    return Prepared(method, dataset, data, settings, device, out_dir, work_dir, workers)
 
 
 def prediction_records(prepared: Prepared, detections: dict[str, dict]) -> list[dict]:
@@ -247,7 +260,8 @@ def run_seed(prepared: Prepared, seed: int) -> dict:
     metrics["AP50"] = {c: by_id.get(i) for i, c in enumerate(data.classes)}
     check = ap_metric.evaluate(records)  # ultralytics' values recomputed from predictions.json
     metrics["mAP50_ap_py"], metrics["mAP50_95_ap_py"] = check.map50, check.map50_95
-    result = {"seed": seed, **metrics, "key": key, "resumed_from_epoch": resumed, "weights": str(best)}
+    result = {"seed": seed, **metrics, "key": key, "resumed_from_epoch": resumed, "weights": str(best),
+              "threads": prepared.threads, "parallel_seeds": prepared.workers}
     write_json(work / "seed_metrics.json", result)
     publish_seed(prepared, seed)
     return result
@@ -292,5 +306,13 @@ def write_method_metrics(prepared: Prepared, seed_results: list[dict]) -> Path:
 def run_method(params: dict, method: str) -> Path:
     """The whole stage for one method without Prefect (benchmarks, tests): returns metrics.json."""
     prepared = prepare_method(params, method)
-    results = [run_seed(prepared, seed) for seed in prepared.settings["seeds"]]
-    return write_method_metrics(prepared, results)
+    return write_method_metrics(prepared, run_seeds(prepared, prepared.settings["seeds"]))
+
+
+def run_seeds(prepared: Prepared, seeds: list[int]) -> list[dict]:
+    """:func:`run_seed` for every seed, ``prepared.workers`` at a time in forked workers
+    (:mod:`pipeline.seedpool`, one torch thread each) after the YOLO dataset was built once."""
+    from pipeline.seedpool import run_seeds as pool
+
+    return pool(run_seed, [(prepared, seed) for seed in seeds], prepared.workers, 1,
+                [f"{prepared.method} seed {seed}" for seed in seeds])

@@ -23,6 +23,7 @@ DEFAULTS: dict = {
     "seeds": [0],
     "device": None,               # null: the top-level ``device`` (auto = CUDA when present)
     "threads": None,              # CPU threads for torch while this stage runs; null: all cores
+    "parallel_seeds": "auto",     # seeds trained at once in forked workers (pipeline.seedpool)
     "model": {"encoder": "resnet101", "encoder_weights": None, "encoder_depth": 5, "output_stride": 16,
               "decoder_channels": 256, "in_channels": 3},
     "train": {"epochs": 100, "batch_size": 8, "crop": [480, 640], "scale": [0.5, 2.0], "hflip": 0.5,
@@ -63,6 +64,9 @@ def resolve_config(config: Mapping | None) -> dict:
     for key in ("epochs", "checkpoint_every"):
         if not isinstance(train[key], int) or train[key] < 1:
             raise ConfigError(f"segmentation.train.{key} must be a positive integer, got {train[key]!r}")
+    from pipeline.seedpool import resolve_workers
+
+    resolve_workers(cfg["parallel_seeds"], 1, "cpu", "segmentation.parallel_seeds")
     seeds = cfg["seeds"]
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"segmentation.seeds must be a non-empty list of integers, got {seeds!r}")

@@ -65,6 +65,7 @@ class Job:
     image_folder: Path | None = None
     split: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
+    workers: int = 1              # seeds trained at once (pipeline.seedpool); > 1: one thread each
     _arrays: dict = field(default_factory=dict, repr=False)
 
     def arrays(self, split: str) -> list:
@@ -74,6 +75,13 @@ class Job:
         if split not in self._arrays:
             self._arrays[split] = read_items(getattr(self, split), len(self.classes), self.ignore_index)
         return self._arrays[split]
+
+
+def seed_threads(job: Job) -> int:
+    """Torch threads a seed trains with: 1 in a seed worker, else ``threads`` (null: the process's)."""
+    import torch
+
+    return 1 if job.workers > 1 else int(job.cfg["threads"] or torch.get_num_threads())
 
 
 def method_names(params: Mapping) -> list[str]:
@@ -97,11 +105,16 @@ def make_job(cfg: Mapping, dataset: PairDataset, method: str, items: Sequence[Se
         if not part:
             raise DataError(f"no {split} images for segmentation", image_folder or dataset.root)
     validate_items(items, len(classes), dataset.ignore_index)
+    from pipeline.seedpool import resolve_workers
+
     name = dataset.name
+    device = resolve_device(device)
+    workers = resolve_workers(cfg.get("parallel_seeds", "auto"), len(cfg["seeds"]), device,
+                              "segmentation.parallel_seeds")
     return Job(dict(cfg), name, method, classes, dataset.ignore_index, train, test,
                Path(cfg["results_root"]) / name / method, Path(cfg["models_root"]) / name / method,
-               resolve_device(device), image_folder,
-               {"train": [i.name for i in train], "test": [i.name for i in test]}, dict(params or {}))
+               device, image_folder,
+               {"train": [i.name for i in train], "test": [i.name for i in test]}, dict(params or {}), workers)
 
 
 def prepare(params: Mapping, method: str, dataset: str | None = None) -> Job:
@@ -214,7 +227,8 @@ def run_seed(job: Job, seed: int, overlays: bool = True, progress: bool = True, 
     n = len(job.classes)
     tag = f"{job.method} seed {seed}"
     n_overlays = int(job.cfg["eval"]["overlays"]) if overlays else 0
-    with torch_threads(job.cfg["threads"]):
+    threads = seed_threads(job)
+    with torch_threads(threads):
         start = time.perf_counter()
         model, history = train_seed(job.cfg, job.train, n, seed, work, job.device, resume, progress,
                                     job.ignore_index, desc=tag, arrays=job.arrays("train"))
@@ -226,6 +240,7 @@ def run_seed(job: Job, seed: int, overlays: bool = True, progress: bool = True, 
     record = {"dataset": job.dataset, "method": job.method, "seed": int(seed), **scores,
               "absent_class_rule": ABSENT_RULE, "n_train_images": len(job.train),
               "n_test_images": len(job.test), "model_parameters": count_parameters(model),
+              "threads": threads, "parallel_seeds": job.workers,
               "train_seconds": round(trained - start, 3), "eval_seconds": round(time.perf_counter() - trained, 3),
               "history": history, "key": key}
     save_npz(work / "per_image_confusion.npz", names=np.array([i.name for i in job.test]),
@@ -292,10 +307,19 @@ def _num(value) -> float:
 def run_job(job: Job, progress: bool = True, resume: bool = True) -> dict:
     """All seeds one after the other, then :func:`aggregate` (library entry point; the Prefect flow
     runs the seeds as separate units)."""
-    seeds = job.cfg["seeds"]
-    for k, seed in enumerate(seeds):
-        run_seed(job, seed, overlays=(k == 0), progress=progress, resume=resume)
-    return aggregate(job, seeds)
+    run_seeds(job, job.cfg["seeds"], progress, resume)
+    return aggregate(job, job.cfg["seeds"])
+
+
+def run_seeds(job: Job, seeds: Sequence[int], progress: bool = True, resume: bool = True) -> list[dict]:
+    """Every seed of ``seeds`` (:func:`run_seed`; the first writes the overlays), ``job.workers``
+    at a time in forked workers (:mod:`pipeline.seedpool`) after the images are decoded once."""
+    from pipeline.seedpool import run_seeds as pool
+
+    if job.workers > 1:
+        job.arrays("train"), job.arrays("test")   # decoded before the fork: shared by the workers
+    return pool(run_seed, [(job, seed, k == 0, progress, resume) for k, seed in enumerate(seeds)],
+                job.workers, 1, [f"{job.method} seed {seed}" for seed in seeds])
 
 
 def run_method(params: Mapping, method: str, dataset: str | None = None, progress: bool = True) -> dict:

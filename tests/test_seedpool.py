@@ -1,0 +1,51 @@
+"""pipeline.seedpool: seeds in forked workers, one torch thread each; a failed worker loses only itself."""
+import os
+import signal
+
+import pytest
+
+from pipeline import seedpool
+from pipeline.errors import ConfigError
+
+
+def _job(folder, k, fate="ok"):
+    import torch
+
+    if fate == "raise":
+        raise ValueError(f"job {k} failed")
+    if fate == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    (folder / f"{k}.txt").write_text(str(torch.get_num_threads()))
+    return {"k": k, "pid": os.getpid(), "threads": torch.get_num_threads()}
+
+
+def test_values_in_order_from_workers_with_one_thread(tmp_path):
+    values = seedpool.run_seeds(_job, [(tmp_path, k) for k in range(3)], workers=2)
+    assert [v["k"] for v in values] == [0, 1, 2]
+    assert all(v["pid"] != os.getpid() for v in values) and {v["threads"] for v in values} == {1}
+
+
+def test_one_worker_runs_in_process(tmp_path):
+    values = seedpool.run_seeds(_job, [(tmp_path, 0), (tmp_path, 1)], workers=1)
+    assert {v["pid"] for v in values} == {os.getpid()}
+
+
+def test_failed_and_killed_workers_lose_only_their_job(tmp_path):
+    jobs = [(tmp_path, 0), (tmp_path, 1, "raise"), (tmp_path, 2, "kill"), (tmp_path, 3)]
+    with pytest.raises(RuntimeError) as err:
+        seedpool.run_seeds(_job, jobs, workers=2, names=["s0", "s1", "s2", "s3"])
+    assert "s1: ValueError: job 1 failed" in str(err.value)
+    assert "s2: worker killed by signal 9" in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.txt", "3.txt"]
+
+
+def test_resolve_workers(monkeypatch):
+    monkeypatch.setattr(seedpool, "cpu_cores", lambda: 2)
+    assert seedpool.resolve_workers("auto", 3, "cpu", "x") == 3
+    assert seedpool.resolve_workers("auto", 5, "cpu", "x") == 3
+    assert seedpool.resolve_workers("auto", 1, "cpu", "x") == 1
+    assert seedpool.resolve_workers("auto", 3, "cuda:0", "x") == 1
+    assert seedpool.resolve_workers(2, 3, "cpu", "x") == 2
+    for bad in (0, -1, "two", 1.5, True):
+        with pytest.raises(ConfigError, match="detection.parallel_seeds"):
+            seedpool.resolve_workers(bad, 3, "cpu", "detection.parallel_seeds")
