@@ -6,7 +6,8 @@
 * :func:`noisy` — uniform LSGAN targets U(lo, hi), one per sample, fresh per call (torch RNG);
 * :func:`lsgan` — mean (D(x) − U(lo, hi))², the least-squares GAN term with noisy labels
   (Mao et al., "Least squares generative adversarial networks", ICCV 2017);
-* :func:`ssim_map` / :func:`ssim` — SSIM (Wang et al., IEEE TIP 13(4), 2004) with an 11×11
+* :func:`gaussian_window`, :func:`ssim_terms` (the one SSIM, conventions as arguments), :func:`ssim_map` /
+  :func:`ssim` — SSIM (Wang et al., IEEE TIP 13(4), 2004) with an 11×11
   Gaussian window σ 1.5, C1 = (0.01 L)², C2 = (0.03 L)², 'valid' windows (no padding);
 * :func:`output_std` — the health signal "standard deviation of the generator's batch" on the [0, 1]
   scale (:mod:`pipeline.training.health`).
@@ -57,32 +58,48 @@ def label_accuracy(real_scores: torch.Tensor, fake_scores: torch.Tensor, thresho
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float32,
-                    device=None) -> torch.Tensor:
-    """2-D Gaussian SSIM window of shape 1×1×size×size.
+                    device=None, normalise_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """2-D Gaussian SSIM window of shape 1×1×size×size: the one window builder of the trainers.
 
-    1-D weights ``g[k] = exp(−(k − size//2)² / (2σ²))`` for k = 0…size−1, normalised to sum 1 (in
-    float32, as MLFuse's official code does); the 2-D window is the outer product ``g gᵀ``.
+    1-D weights ``g[k] = exp(−(k − size//2)² / (2σ²))`` for k = 0…size−1, normalised to sum 1 in
+    ``normalise_dtype`` (float32 as MLFuse's official code does; Diff-IF's recipe: float64); the 2-D
+    window is the outer product ``g gᵀ``, cast to ``dtype``.
     """
     center = size // 2
     g = torch.tensor([math.exp(-((k - center) ** 2) / (2.0 * sigma ** 2)) for k in range(size)],
-                     dtype=torch.float32)
+                     dtype=normalise_dtype)
     g = g / g.sum()
     return torch.outer(g, g).to(dtype=dtype, device=device).view(1, 1, size, size)
+
+
+def ssim_terms(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, c1: float, c2: float,
+               padding: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(SSIM map, contrast-structure map) of N×1×H×W tensors with ``window`` (Wang et al. 2004),
+    the one SSIM of the trainers; the conventions that differ between the recipes are arguments::
+
+        μx = w⋆x, μy = w⋆y, σx² = w⋆x² − μx², σy² = w⋆y² − μy², σxy = w⋆(xy) − μx μy
+        cs = (2 σxy + C2) / (σx² + σy² + C2)
+        SSIM = ((2 μx μy + C1)(2 σxy + C2)) / ((μx² + μy² + C1)(σx² + σy² + C2))
+
+    ``padding``: 0 = 'valid' windows; ``size//2`` with zeros = MLFuse's convention (border
+    statistics include the zeros). No clamping."""
+    mu_x = F.conv2d(x, window, padding=padding)
+    mu_y = F.conv2d(y, window, padding=padding)
+    mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+    sxx = F.conv2d(x * x, window, padding=padding) - mu_xx
+    syy = F.conv2d(y * y, window, padding=padding) - mu_yy
+    sxy = F.conv2d(x * y, window, padding=padding) - mu_xy
+    cs = (2 * sxy + c2) / (sxx + syy + c2)
+    return ((2 * mu_xy + c1) * (2 * sxy + c2)) / ((mu_xx + mu_yy + c1) * (sxx + syy + c2)), cs
 
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, size: int = 11,
              sigma: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
     """(SSIM map, contrast-structure map) of N×1×H×W tensors, 'valid' Gaussian windows (the window
-    shrinks to the image when the image is smaller)."""
+    shrinks to the image when the image is smaller), C1 = (0.01 L)², C2 = (0.03 L)²."""
     size = min(size, x.shape[-2], x.shape[-1])
     w = gaussian_window(size, sigma, x.dtype, x.device)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x, mu_y = F.conv2d(x, w), F.conv2d(y, w)
-    sxx = F.conv2d(x * x, w) - mu_x ** 2
-    syy = F.conv2d(y * y, w) - mu_y ** 2
-    sxy = F.conv2d(x * y, w) - mu_x * mu_y
-    cs = (2 * sxy + c2) / (sxx + syy + c2)
-    return (2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1) * cs, cs
+    return ssim_terms(x, y, w, (0.01 * data_range) ** 2, (0.03 * data_range) ** 2)
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:

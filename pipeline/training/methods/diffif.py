@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.errors import ConfigError
+from pipeline.training import losses
 from pipeline.training.recipe import Recipe, register_recipe
 
 LOSS_KEYS = ("eps", "x0", "intensity", "gradient", "ssim")
@@ -81,23 +82,18 @@ def gradient_loss(fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor) -> t
 
 
 def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, dtype=torch.float32, device=None):
-    g = torch.exp(-((torch.arange(size, dtype=torch.float64) - size // 2) ** 2) / (2 * sigma ** 2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).to(dtype=dtype, device=device).view(1, 1, size, size)
+    """The SSIM window of this recipe: :func:`pipeline.training.losses.gaussian_window`, 64×64 σ 1.5,
+    normalised in float64."""
+    return losses.gaussian_window(size, sigma, dtype=dtype, device=device, normalise_dtype=torch.float64)
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM map (valid filtering) with the dynamic range guessed from ``x`` (module docstring)."""
+    """Mean SSIM map (:func:`pipeline.training.losses.ssim_terms`, valid filtering) with the dynamic
+    range guessed from ``x`` (module docstring)."""
     upper = 255.0 if float(x.detach().max()) > 128 else 1.0
     lower = -1.0 if float(x.detach().min()) < -0.5 else 0.0
     big_l = upper - lower
-    c1, c2 = (0.01 * big_l) ** 2, (0.03 * big_l) ** 2
-    mu_x, mu_y = F.conv2d(x, window), F.conv2d(y, window)
-    sxx = F.conv2d(x * x, window) - mu_x ** 2
-    syy = F.conv2d(y * y, window) - mu_y ** 2
-    sxy = F.conv2d(x * y, window) - mu_x * mu_y
-    num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
-    return (num / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))).mean()
+    return losses.ssim_terms(x, y, window, (0.01 * big_l) ** 2, (0.03 * big_l) ** 2)[0].mean()
 
 
 def flip_batch(tensors: list[torch.Tensor], generator=None) -> list[torch.Tensor]:

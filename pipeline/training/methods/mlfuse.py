@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.errors import ConfigError
-from pipeline.training.losses import gaussian_window
+from pipeline.training.losses import gaussian_window, ssim_terms
 from pipeline.training.recipe import Recipe, register_recipe
 
 #: Published loss weights: L = 0.3·L_edg + 3·L_ssd + 0.5·L_cmk + 1·L_fus.
@@ -83,15 +83,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window_size: int = SSIM_WINDOW, sigma
     if a.shape != b.shape:
         raise ValueError(f"ssim: shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     window = gaussian_window(window_size, sigma, dtype=a.dtype, device=a.device)
-    pad = window_size // 2
-    mu_a = F.conv2d(a, window, padding=pad)
-    mu_b = F.conv2d(b, window, padding=pad)
-    mu_a2, mu_b2, mu_ab = mu_a * mu_a, mu_b * mu_b, mu_a * mu_b
-    var_a = F.conv2d(a * a, window, padding=pad) - mu_a2
-    var_b = F.conv2d(b * b, window, padding=pad) - mu_b2
-    cov_ab = F.conv2d(a * b, window, padding=pad) - mu_ab
-    ssim_map = ((2 * mu_ab + c1) * (2 * cov_ab + c2)) / ((mu_a2 + mu_b2 + c1) * (var_a + var_b + c2))
-    return ssim_map.mean()
+    return ssim_terms(a, b, window, c1, c2, padding=window_size // 2)[0].mean()
 
 
 def edge_loss(edge_head: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:
