@@ -53,6 +53,8 @@ def resolve_workers(value, n_seeds: int, device: str, where: str) -> int:
         return max(1, min(n_seeds, cpu_cores() + 1))
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{where} must be 'auto' or a positive integer, got {value!r}")
+    if str(device).startswith("cuda"):
+        return 1   # never fork a process that may have initialised CUDA
     return min(value, max(1, n_seeds))
 
 

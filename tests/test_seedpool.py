@@ -46,6 +46,7 @@ def test_resolve_workers(monkeypatch):
     assert seedpool.resolve_workers("auto", 1, "cpu", "x") == 1
     assert seedpool.resolve_workers("auto", 3, "cuda:0", "x") == 1
     assert seedpool.resolve_workers(2, 3, "cpu", "x") == 2
+    assert seedpool.resolve_workers(2, 3, "cuda", "x") == 1
     for bad in (0, -1, "two", 1.5, True):
         with pytest.raises(ConfigError, match="detection.parallel_seeds"):
             seedpool.resolve_workers(bad, 3, "cpu", "detection.parallel_seeds")
