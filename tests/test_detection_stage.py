@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from pipeline.config import load_params
 from pipeline.datasets import load_dataset
 from pipeline.detection import ap, stage
 from pipeline.detection.yolo_data import build_yolo_data, method_images, yolo_rows
@@ -58,9 +59,11 @@ def make_m3fd(root: Path, n: int = 14, size=(96, 128), splits=(8, 3, 3), seed: i
 
 
 def tiny_params(data_root: Path, out: Path, **detection) -> dict:
+    """The repository's full-profile ``detection`` section (every key is required) with tiny settings."""
+    base = load_params(Path(__file__).resolve().parents[1] / "params.yaml", "full")["detection"]
     return {"device": "auto",
             "datasets": {"m3fd": {"kind": "m3fd", "root": str(data_root), "split": "meta"}},
-            "detection": {"model": PICO, "imgsz": 64, "epochs": 1, "batch": 4, "lr0": 0.02,
+            "detection": {**base, "model": PICO, "imgsz": 64, "epochs": 1, "batch": 4, "lr0": 0.02,
                           "mosaic": 0.0, "seeds": [0], "fused_root": str(out / "fused"),
                           "results": str(out / "results"), "models_root": str(out / "models"), **detection}}
 
@@ -163,10 +166,13 @@ def test_unknown_class_error_or_skip(tmp_path):
 
 
 def test_bad_settings_and_sizes(tiny, tmp_path):
-    with pytest.raises(ConfigError, match="unknown detection setting"):
-        stage.detection_settings({"detection": {"epoch": 3}})
+    full = tiny_params(tiny, tmp_path)["detection"]
+    with pytest.raises(ConfigError, match=r"detection: unknown key\(s\) \['epoch'\]"):
+        stage.detection_settings({"detection": {**full, "epoch": 3}})
+    with pytest.raises(ConfigError, match=r"detection: missing key\(s\) \['lr0'\]"):  # no default in the code
+        stage.detection_settings({"detection": {k: v for k, v in full.items() if k != "lr0"}})
     with pytest.raises(ConfigError, match="seeds"):
-        stage.detection_settings({"detection": {"seeds": []}})
+        stage.detection_settings({"detection": {**full, "seeds": []}})
     dataset = load_dataset("m3fd", tiny, split="meta")
     folder = tmp_path / "fused" / "m3fd" / "small"
     folder.mkdir(parents=True)

@@ -34,7 +34,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import section
+from pipeline.config import checked, section
 from pipeline.datasets import PairDataset, load_configured
 from pipeline.detection import ap as ap_metric
 from pipeline.detection import yolo
@@ -46,26 +46,19 @@ from pipeline.results import provenance, read_json, seed_mean_std, write_json
 
 log = logging.getLogger("fusebench.detection")
 
-DEFAULTS = {
-    "dataset": "m3fd", "fused_root": "data/fused", "results": "results/detection",
-    "models_root": "models/detection",
-    "model": "yolov5s.yaml", "pretrained": None, "imgsz": 640, "epochs": 36, "batch": 16,
-    "nbs": 64, "seeds": [0], "device": None, "optimizer": "SGD", "lr0": 0.01, "warmup_epochs": 3.0,
-    "mosaic": 1.0, "patience": 100, "select": "best", "checkpoint_every": 1, "cache": False,
-    "conf": 0.001, "iou": 0.6, "max_det": 300, "val_fraction": 0.1, "split_seed": 0,
-    "unknown_classes": None, "extra": {}, "parallel_seeds": "auto",
-}
+#: Every key of ``params.yaml`` ``detection`` (all required, values only in params.yaml: no defaults
+#: here that could silently differ from it; an unknown key is an error naming it).
+KEYS = ("dataset", "fused_root", "results", "models_root", "model", "pretrained", "imgsz", "epochs", "batch",
+        "nbs", "seeds", "device", "optimizer", "lr0", "warmup_epochs", "mosaic", "patience", "select",
+        "checkpoint_every", "cache", "conf", "iou", "max_det", "val_fraction", "split_seed", "unknown_classes",
+        "extra", "parallel_seeds")
 SUMMARY_KEYS = ("mAP50", "mAP50_95", "precision", "recall")
 PER_SEED_KEYS = (*SUMMARY_KEYS, "AP50", "mAP50_ap_py", "mAP50_95_ap_py")
 
 
 def detection_settings(params: dict) -> dict:
-    """``params.detection`` (profile resolved) with defaults filled in and values checked."""
-    given = section(params, "detection", {}) or {}
-    unknown = set(given) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"unknown detection setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    settings = {**copy.deepcopy(DEFAULTS), **copy.deepcopy(given)}
+    """``params.detection`` (profile resolved), every key of :data:`KEYS` present, values checked."""
+    settings = checked(copy.deepcopy(section(params, "detection", {}) or {}), "detection", KEYS)
     settings["device"] = settings["device"] or params.get("device") or "auto"
     seeds = settings["seeds"]
     if isinstance(seeds, int):
