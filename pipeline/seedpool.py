@@ -1,10 +1,12 @@
-"""Run one method's seeds side by side in forked worker processes, one torch thread each.
+"""Run one method's seeds side by side in worker processes, one torch thread each.
 
 On a small CPU machine two or three single-threaded trainings running at once get more work out of
 the cores than one two-threaded training after the other (a 2-thread convolution scales ~1.3-1.5x,
 two processes ~1.9x). Seeds of one method share everything their stage prepared once (the YOLO
-scratch dataset, decoded segmentation images): :func:`run_seeds` forks after that preparation, so
-each worker inherits it copy-on-write and imports nothing.
+scratch dataset on disk, decoded segmentation images). A process with one thread forks its
+workers after that preparation, so each inherits it copy-on-write and imports nothing; a process
+with other threads alive (a Prefect flow, a test session) takes them from a fork server instead
+(:func:`start_method`: forking there can hang the child on a lock another thread held).
 
 * ``workers`` (``detection.parallel_seeds`` / ``segmentation.parallel_seeds``): ``auto`` is one
   worker per seed, at most the number of CPU cores + 1, on the CPU, and 1 on CUDA (a process must
@@ -24,8 +26,8 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import signal
 import tempfile
+import threading
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -65,7 +67,19 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _child(fn: Callable, args: tuple, threads: int, out: Path) -> None:
+def start_method() -> str:
+    """``fork`` while this process has one thread, else ``forkserver``.
+
+    A fork copies every lock of the parent in the state it had at that instant, but only the calling
+    thread: a lock another thread held (Prefect's event loops, a tqdm monitor, Dask's offload
+    thread, a logging or HTTP pool) stays held forever in the child, which then hangs at its first
+    use. With other threads alive the workers therefore come from a fork server (a fresh
+    interpreter that has imported torch and the job's module once, no threads): the job and its
+    arguments are pickled to it, and only state on disk or in the environment is shared."""
+    return "fork" if threading.active_count() == 1 else "forkserver"
+
+
+def _child(fn: Callable, args: tuple, threads: int, out: str) -> None:
     code = 1
     try:
         set_threads(threads)
@@ -81,7 +95,7 @@ def _child(fn: Callable, args: tuple, threads: int, out: Path) -> None:
 
 
 def exit_now(code: int) -> None:
-    """Flush the standard streams, then end this forked process at once (no parent clean-up)."""
+    """Flush the standard streams, then end this worker at once (no parent clean-up)."""
     import sys
 
     for stream in (sys.stdout, sys.stderr):
@@ -90,52 +104,65 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _start(fn: Callable, args: tuple, threads: int, out: Path) -> int:
+def _context(fn: Callable):
+    import multiprocessing
+
+    method = start_method()
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["torch", fn.__module__])
+    return context
+
+
+def _start(context, fn: Callable, args: tuple, threads: int, out: Path):
     import sys
 
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        _child(fn, args, threads, out)
-    return pid
+    worker = context.Process(target=_child, args=(fn, args, threads, str(out)), daemon=False)
+    worker.start()
+    return worker
 
 
-def _outcome(status: int, out: Path, name: str) -> tuple[bool, Any]:
+def _outcome(exitcode: int, out: Path, name: str) -> tuple[bool, Any]:
     """``(True, value)`` of a finished worker, else ``(False, reason)``."""
     value = None
     if out.is_file():
         with open(out, "rb") as handle:
             value = pickle.load(handle)
-    if os.WIFSIGNALED(status):
-        return False, f"{name}: worker killed by signal {os.WTERMSIG(status)}"
+    if exitcode is not None and exitcode < 0:
+        return False, f"{name}: worker killed by signal {-exitcode}"
     if value is None:
-        return False, f"{name}: worker exited with status {os.WEXITSTATUS(status)}"
+        return False, f"{name}: worker exited with status {exitcode}"
     if value[0] == "error":
         return False, f"{name}: {value[1]}"
     return True, value[1]
 
 
-def _kill(pids) -> None:
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            os.waitpid(pid, 0)
+def _kill(workers) -> None:
+    for worker in workers:
+        with contextlib.suppress(OSError, ValueError):
+            worker.kill()
+    for worker in workers:
+        with contextlib.suppress(OSError, ValueError):
+            worker.join()
 
 
 def run_seeds(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, threads: int = 1,
               names: Sequence[str] | None = None) -> list:
-    """``[fn(*args) for args in jobs]``, up to ``workers`` at a time in forked processes with
+    """``[fn(*args) for args in jobs]``, up to ``workers`` at a time in worker processes
+    (:func:`start_method`) with
     ``threads`` torch threads each (``workers`` <= 1: in this process, unchanged thread count).
     Values come back pickled. Raises ``RuntimeError`` naming every failed job once all are done."""
     if workers <= 1 or len(jobs) <= 1:
         return [fn(*args) for args in jobs]
+    from multiprocessing.connection import wait
+
     names = list(names or [str(k) for k in range(len(jobs))])
+    context = _context(fn)
     results: list = [None] * len(jobs)
     failures: list[str] = []
-    running: dict[int, tuple[int, Path]] = {}
+    running: dict = {}
     pending = list(range(len(jobs)))
     with tempfile.TemporaryDirectory(prefix="fusebench-seeds-") as tmp:
         try:
@@ -143,20 +170,20 @@ def run_seeds(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, threa
                 while pending and len(running) < workers:
                     k = pending.pop(0)
                     out = Path(tmp) / f"{k}.pkl"
-                    running[_start(fn, jobs[k], threads, out)] = (k, out)
-                pid, status = os.waitpid(-1, 0)
-                if pid in running:
-                    k, out = running.pop(pid)
-                    ok, value = _outcome(status, out, names[k])
+                    worker = _start(context, fn, jobs[k], threads, out)
+                    running[worker.sentinel] = (worker, k, out)
+                for sentinel in wait(list(running)):
+                    worker, k, out = running.pop(sentinel)
+                    worker.join()
+                    ok, value = _outcome(worker.exitcode, out, names[k])
                     if ok:
                         results[k] = value
                     else:
                         failures.append(value)
         except BaseException:
-            _kill(list(running))
+            _kill([worker for worker, _, _ in running.values()])
             raise
     if failures:
         raise RuntimeError("seed worker(s) failed (finished seeds are kept and reused by a re-run):\n"
                            + "\n".join(failures))
     return results
-

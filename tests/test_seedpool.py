@@ -1,6 +1,7 @@
 """pipeline.seedpool: seeds in forked workers, one torch thread each; a failed worker loses only itself."""
 import os
 import signal
+import threading
 
 import pytest
 
@@ -50,3 +51,28 @@ def test_resolve_workers(monkeypatch):
     for bad in (0, -1, "two", 1.5, True):
         with pytest.raises(ConfigError, match="detection.parallel_seeds"):
             seedpool.resolve_workers(bad, 3, "cpu", "detection.parallel_seeds")
+
+
+_HELD = threading.Lock()
+
+
+def _job_needing_the_lock(k):
+    with _HELD:
+        return k
+
+
+def test_workers_of_a_threaded_process_do_not_inherit_locks_held_by_other_threads():
+    """Another thread holds a lock the jobs take (as Prefect's loops, tqdm's monitor or an HTTP pool
+    may at any instant): forked workers would hang on it forever; the fork-server workers run."""
+    assert seedpool.start_method() == ("fork" if threading.active_count() == 1 else "forkserver")
+    release = threading.Event()
+    holder = threading.Thread(target=lambda: (_HELD.acquire(), release.wait(), _HELD.release()))
+    holder.start()
+    try:
+        while not _HELD.locked():
+            pass
+        assert seedpool.start_method() == "forkserver"
+        assert seedpool.run_seeds(_job_needing_the_lock, [(0,), (1,), (2,)], workers=2) == [0, 1, 2]
+    finally:
+        release.set()
+        holder.join()

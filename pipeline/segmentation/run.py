@@ -76,6 +76,10 @@ class Job:
             self._arrays[split] = read_items(getattr(self, split), len(self.classes), self.ignore_index)
         return self._arrays[split]
 
+    def __getstate__(self) -> dict:
+        """Pickled for a fork-server worker without the decoded images (it decodes its own)."""
+        return {**self.__dict__, "_arrays": {}}
+
 
 def seed_threads(job: Job) -> int:
     """Torch threads a seed trains with: 1 in a seed worker, else ``threads`` (null: the process's)."""
@@ -314,9 +318,9 @@ def run_job(job: Job, progress: bool = True, resume: bool = True) -> dict:
 def run_seeds(job: Job, seeds: Sequence[int], progress: bool = True, resume: bool = True) -> list[dict]:
     """Every seed of ``seeds`` (:func:`run_seed`; the first writes the overlays), ``job.workers``
     at a time in forked workers (:mod:`pipeline.seedpool`) after the images are decoded once."""
-    from pipeline.seedpool import run_seeds as pool
+    from pipeline.seedpool import run_seeds as pool, start_method
 
-    if job.workers > 1:
+    if job.workers > 1 and start_method() == "fork":
         job.arrays("train"), job.arrays("test")   # decoded before the fork: shared by the workers
     return pool(run_seed, [(job, seed, k == 0, progress, resume) for k, seed in enumerate(seeds)],
                 job.workers, 1, [f"{job.method} seed {seed}" for seed in seeds])
