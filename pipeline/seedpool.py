@@ -104,13 +104,13 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _context(fn: Callable):
+def _context(fn: Callable, preload: Sequence[str]):
     import multiprocessing
 
     method = start_method()
     context = multiprocessing.get_context(method)
-    if method == "forkserver":
-        context.set_forkserver_preload(["torch", fn.__module__])
+    if method == "forkserver":   # imported once by the server (none of them starts a thread)
+        context.set_forkserver_preload(["torch", *preload, fn.__module__])
     return context
 
 
@@ -149,9 +149,9 @@ def _kill(workers) -> None:
 
 
 def run_seeds(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, threads: int = 1,
-              names: Sequence[str] | None = None) -> list:
+              names: Sequence[str] | None = None, preload: Sequence[str] = ()) -> list:
     """``[fn(*args) for args in jobs]``, up to ``workers`` at a time in worker processes
-    (:func:`start_method`) with
+    (:func:`start_method`; ``preload``: modules a fork server imports once for all workers) with
     ``threads`` torch threads each (``workers`` <= 1: in this process, unchanged thread count).
     Values come back pickled. Raises ``RuntimeError`` naming every failed job once all are done."""
     if workers <= 1 or len(jobs) <= 1:
@@ -159,7 +159,7 @@ def run_seeds(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, threa
     from multiprocessing.connection import wait
 
     names = list(names or [str(k) for k in range(len(jobs))])
-    context = _context(fn)
+    context = _context(fn, preload)
     results: list = [None] * len(jobs)
     failures: list[str] = []
     running: dict = {}

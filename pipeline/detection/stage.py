@@ -303,9 +303,9 @@ def run_method(params: dict, method: str) -> Path:
 
 
 def run_seeds(prepared: Prepared, seeds: list[int]) -> list[dict]:
-    """:func:`run_seed` for every seed, ``prepared.workers`` at a time in forked workers
+    """:func:`run_seed` for every seed, ``prepared.workers`` at a time in worker processes
     (:mod:`pipeline.seedpool`, one torch thread each) after the YOLO dataset was built once."""
     from pipeline.seedpool import run_seeds as pool
 
     return pool(run_seed, [(prepared, seed) for seed in seeds], prepared.workers, 1,
-                [f"{prepared.method} seed {seed}" for seed in seeds])
+                [f"{prepared.method} seed {seed}" for seed in seeds], preload=("ultralytics",))

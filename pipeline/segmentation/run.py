@@ -317,13 +317,14 @@ def run_job(job: Job, progress: bool = True, resume: bool = True) -> dict:
 
 def run_seeds(job: Job, seeds: Sequence[int], progress: bool = True, resume: bool = True) -> list[dict]:
     """Every seed of ``seeds`` (:func:`run_seed`; the first writes the overlays), ``job.workers``
-    at a time in forked workers (:mod:`pipeline.seedpool`) after the images are decoded once."""
+    at a time in worker processes (:mod:`pipeline.seedpool`; a fork shares the images decoded once)."""
     from pipeline.seedpool import run_seeds as pool, start_method
 
     if job.workers > 1 and start_method() == "fork":
         job.arrays("train"), job.arrays("test")   # decoded before the fork: shared by the workers
     return pool(run_seed, [(job, seed, k == 0, progress, resume) for k, seed in enumerate(seeds)],
-                job.workers, 1, [f"{job.method} seed {seed}" for seed in seeds])
+                job.workers, 1, [f"{job.method} seed {seed}" for seed in seeds],
+                preload=("segmentation_models_pytorch",))
 
 
 def run_method(params: Mapping, method: str, dataset: str | None = None, progress: bool = True) -> dict:
