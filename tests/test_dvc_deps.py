@@ -89,7 +89,7 @@ def test_detection_and_segmentation_method_lists_are_gone(repo_root):
     with pytest.raises(ConfigError, match="methods"):
         detection_settings({"detection": {"methods": ["max"]}})
     with pytest.raises(ConfigError, match="methods"):
-        resolve_config({"methods": ["max"]})
+        resolve_config({**params["segmentation"], "methods": ["max"]})
 
 
 def test_input_manifests_follow_the_bytes_of_the_active_profiles_data(tmp_path):

@@ -22,11 +22,23 @@ from pipeline.segmentation.run import method_names, prepare, run_method
 REPO = Path(__file__).resolve().parents[1]
 
 H, W = 40, 56          # not multiples of 16: evaluation must pad and crop back
-TINY = {"seeds": [0], "device": "cpu", "threads": 1,
-        "model": {"encoder": "mobilenet_v2", "decoder_channels": 32},
-        "train": {"epochs": 1, "batch_size": 2, "crop": [32, 48], "scale": [0.75, 1.25],
-                  "optimizer": "adamw", "lr": 1.0e-3},
-        "eval": {"overlays": 2}}
+
+
+def with_settings(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` merged in (the model/train/eval blocks key by key)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+#: The repository's full-profile ``segmentation`` section (every key is required) with tiny settings.
+TINY = with_settings(load_params(REPO / "params.yaml", "full")["segmentation"],
+                     {"seeds": [0], "device": "cpu", "threads": 1,
+                      "model": {"encoder": "mobilenet_v2", "decoder_channels": 32},
+                      "train": {"epochs": 1, "batch_size": 2, "crop": [32, 48], "scale": [0.75, 1.25],
+                                "optimizer": "adamw", "lr": 1.0e-3},
+                      "eval": {"overlays": 2}})
 
 
 def _scene(rng, index: int):
@@ -59,14 +71,8 @@ def make_msrs(root: Path, n_train: int = 4, n_test: int = 2, methods=("ir", "vis
 
 
 def tiny_params(root: Path, **overrides) -> dict:
-    seg = copy.deepcopy(TINY)
-    seg.update(fused_root=str(root / "fused"), results_root=str(root / "results"),
-               models_root=str(root / "models"))
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            seg[key] = {**seg.get(key, {}), **value}
-        else:
-            seg[key] = value
+    seg = with_settings(TINY, {"fused_root": str(root / "fused"), "results_root": str(root / "results"),
+                               "models_root": str(root / "models"), **overrides})
     return {"profile": "demo", "device": "cpu", "segmentation": seg,
             "datasets": {"msrs": {"kind": "msrs", "root": str(root / "MSRS")}}}
 
@@ -85,12 +91,22 @@ def tiny(tmp_path_factory) -> Path:
     ({"train": {"batch_size": 1}}, ">= 2"),
     ({"train": {"optimizer": "adam"}}, "sgd"),
     ({"seeds": []}, "seeds"),
-    ({"modell": {}}, "unknown key 'modell'"),
+    ({"modell": {}}, r"segmentation: unknown key\(s\) \['modell'\]"),
+    ({"train": {"lrr": 0.1}}, r"segmentation.train: unknown key\(s\) \['lrr'\]"),
     ({"model": {"in_channels": 1}}, "must be 3"),
 ])
 def test_bad_settings_are_config_errors(override, message):
     with pytest.raises(ConfigError, match=message):
-        resolve_config(override)
+        resolve_config(with_settings(TINY, override))
+
+
+def test_every_setting_comes_from_params_yaml():
+    """No default in the code: a key missing from the section or one of its blocks is an error."""
+    with pytest.raises(ConfigError, match=r"segmentation: missing key\(s\) \['seeds'\]"):
+        resolve_config({k: v for k, v in TINY.items() if k != "seeds"})
+    train = {k: v for k, v in TINY["train"].items() if k != "lr"}
+    with pytest.raises(ConfigError, match=r"segmentation.train: missing key\(s\) \['lr'\]"):
+        resolve_config({**TINY, "train": train})
 
 
 def test_encoder_weights_must_be_a_local_file(tmp_path):

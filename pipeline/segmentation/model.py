@@ -12,40 +12,29 @@ import copy
 from pathlib import Path
 from typing import Mapping
 
+from pipeline.config import checked
 from pipeline.errors import ConfigError
 
-#: Every key of ``params.yaml`` ``segmentation`` with its default (the DeepLabV3+ paper's recipe).
-DEFAULTS: dict = {
-    "dataset": "msrs",
-    "fused_root": "data/fused",
-    "results_root": "results/segmentation",
-    "models_root": "models/segmentation",
-    "seeds": [0],
-    "device": None,               # null: the top-level ``device`` (auto = CUDA when present)
-    "threads": None,              # CPU threads for torch while this stage runs; null: all cores
-    "parallel_seeds": "auto",     # seeds trained at once in forked workers (pipeline.seedpool)
-    "model": {"encoder": "resnet101", "encoder_weights": None, "encoder_depth": 5, "output_stride": 16,
-              "decoder_channels": 256, "in_channels": 3},
-    "train": {"epochs": 100, "batch_size": 8, "crop": [480, 640], "scale": [0.5, 2.0], "hflip": 0.5,
-              "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1.0e-4,
-              "poly_power": 0.9, "dice_weight": 0.0, "num_workers": 0, "checkpoint_every": 1,
-              "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-    "eval": {"pad_multiple": 16, "overlays": 4},
+#: Every key of ``params.yaml`` ``segmentation`` and of its ``model`` / ``train`` / ``eval`` blocks.
+#: All are required and the values live only in params.yaml (the ``full`` profile is the DeepLabV3+
+#: paper's recipe): no defaults here that could silently differ from it; an unknown or missing key
+#: is an error naming it and its section.
+KEYS = ("dataset", "fused_root", "results_root", "models_root", "seeds", "device", "threads",
+        "parallel_seeds", "model", "train", "eval")
+BLOCK_KEYS = {
+    "model": ("encoder", "encoder_weights", "encoder_depth", "output_stride", "decoder_channels", "in_channels"),
+    "train": ("epochs", "batch_size", "crop", "scale", "hflip", "optimizer", "lr", "momentum", "weight_decay",
+              "poly_power", "dice_weight", "num_workers", "checkpoint_every", "mean", "std"),
+    "eval": ("pad_multiple", "overlays"),
 }
 
 
-def _merge(base: dict, override: Mapping, where: str) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if key not in base:
-            raise ConfigError(f"{where}: unknown key {key!r}; known: {sorted(base)}")
-        out[key] = _merge(base[key], value, f"{where}.{key}") if isinstance(base[key], dict) else value
-    return out
-
-
 def resolve_config(config: Mapping | None) -> dict:
-    """:data:`DEFAULTS` overridden by ``config`` (the ``segmentation`` section); checks values."""
-    cfg = _merge(DEFAULTS, dict(config or {}), "segmentation")
+    """The ``segmentation`` section (profile resolved) with every key of :data:`KEYS` and
+    :data:`BLOCK_KEYS` present; checks values."""
+    cfg = checked(copy.deepcopy(dict(config or {})), "segmentation", KEYS)
+    for block, keys in BLOCK_KEYS.items():
+        cfg[block] = checked(cfg[block], f"segmentation.{block}", keys)
     train = cfg["train"]
     crop = train["crop"]
     if not (isinstance(crop, (list, tuple)) and len(crop) == 2 and all(isinstance(c, int) for c in crop)):
