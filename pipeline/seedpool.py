@@ -109,9 +109,32 @@ def _context(fn: Callable, preload: Sequence[str]):
 
     method = start_method()
     context = multiprocessing.get_context(method)
+    if method == "forkserver" and fn.__module__ == "__main__":
+        raise ConfigError(f"seed job {fn.__qualname__} is defined in __main__: a fork-server worker "
+                          f"cannot import it; define it in a module")
     if method == "forkserver":   # imported once by the server (none of them starts a thread)
         context.set_forkserver_preload(["torch", *preload, fn.__module__])
     return context
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """While a fork-server worker starts: multiprocessing would have the worker re-run the parent's
+    ``__main__`` (``python -m flows.detect``: the whole flow module, Prefect included, ~3 CPU s per
+    worker) so that functions defined there unpickle. Seed jobs are module-level functions of
+    importable modules, so the worker is told there is no main module to re-run."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    saved = {key: main.__dict__[key] for key in ("__spec__", "__file__") if main and key in main.__dict__}
+    try:
+        if main is not None:
+            main.__spec__ = None
+            main.__dict__.pop("__file__", None)
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
 
 
 def _start(context, fn: Callable, args: tuple, threads: int, out: Path):
@@ -120,7 +143,11 @@ def _start(context, fn: Callable, args: tuple, threads: int, out: Path):
     sys.stdout.flush()
     sys.stderr.flush()
     worker = context.Process(target=_child, args=(fn, args, threads, str(out)), daemon=False)
-    worker.start()
+    if context.get_start_method() == "fork":
+        worker.start()
+    else:
+        with _main_module_hidden():
+            worker.start()
     return worker
 
 

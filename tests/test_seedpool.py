@@ -5,8 +5,12 @@ import threading
 
 import pytest
 
+from pathlib import Path
+
 from pipeline import seedpool
 from pipeline.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _job(folder, k, fate="ok"):
@@ -76,3 +80,25 @@ def test_workers_of_a_threaded_process_do_not_inherit_locks_held_by_other_thread
     finally:
         release.set()
         holder.join()
+
+
+def test_fork_server_workers_do_not_rerun_the_main_module(tmp_path):
+    """Under ``python -m <flow module>`` with threads alive, a worker must not re-import the main
+    module (a flow module imports Prefect: seconds per worker), only the job's own module."""
+    import subprocess
+    import sys
+
+    (tmp_path / "probe_job.py").write_text(
+        "import os\ndef job(k):\n    return k, os.getpid()\n")
+    (tmp_path / "probe_main.py").write_text(
+        "import os, threading, time\nfrom pathlib import Path\nfrom pipeline import seedpool\nfrom probe_job import job\n"
+        "Path(f'ran_{os.getpid()}').write_text('')\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+        "print(seedpool.run_seeds(job, [(0,), (1,)], workers=2))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    done = subprocess.run([sys.executable, "-m", "probe_main"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    workers = [pid for _, pid in eval(done.stdout)]
+    ran = [int(p.name[4:]) for p in tmp_path.glob("ran_*")]
+    assert len(ran) == 1 and ran[0] not in workers          # the main module ran in the parent only
