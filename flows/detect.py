@@ -38,6 +38,9 @@ def detect_flow(params: dict, method: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from pipeline.seedpool import start_zygote
+
+    start_zygote()   # before Prefect starts threads: the seed workers are forked from it
     method_entry(detect_flow, argv)
 
 

@@ -44,6 +44,9 @@ def _seeds_together(params: dict, job) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from pipeline.seedpool import start_zygote
+
+    start_zygote()   # before Prefect starts threads: the seed workers are forked from it
     method_entry(segment_flow, argv)
 
 

@@ -3,10 +3,15 @@
 On a small CPU machine two or three single-threaded trainings running at once get more work out of
 the cores than one two-threaded training after the other (a 2-thread convolution scales ~1.3-1.5x,
 two processes ~1.9x). Seeds of one method share everything their stage prepared once (the YOLO
-scratch dataset on disk, decoded segmentation images). A process with one thread forks its
-workers after that preparation, so each inherits it copy-on-write and imports nothing; a process
-with other threads alive (a Prefect flow, a test session) takes them from a fork server instead
-(:func:`start_method`: forking there can hang the child on a lock another thread held).
+scratch dataset on disk, decoded segmentation images). Where the workers come from
+(:func:`start_method`; forking a process with other threads alive can hang the child on a lock
+another thread held):
+
+* a process with one thread forks them after that preparation: each inherits it copy-on-write and
+  imports nothing;
+* a threaded process (a Prefect flow) whose ``main`` called :func:`start_zygote` before its threads
+  started has them forked by that zygote (the stage's modules imported, the preparation not shared);
+* any other threaded process (a test session) takes them from a multiprocessing fork server.
 
 * ``workers`` (``detection.parallel_seeds`` / ``segmentation.parallel_seeds``): ``auto`` is one
   worker per seed, at most the number of CPU cores + 1, on the CPU, and 1 on CUDA (a process must
@@ -104,6 +109,100 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
+class _Zygote:
+    """A process forked by :func:`start_zygote` while its parent had one thread; it forks the seed
+    workers of each batch it is sent (so they inherit no other thread's lock, and import nothing)."""
+
+    def __init__(self, pid: int, requests, replies):
+        self.pid, self.requests, self.replies = pid, requests, replies
+
+    def run(self, fn: Callable, jobs: Sequence[tuple], workers: int, threads: int, outs: Sequence[str]) -> list:
+        """Exit codes of the batch's workers (negative: killed by that signal)."""
+        global _ZYGOTE
+        try:
+            pickle.dump((fn, list(jobs), workers, threads, list(outs)), self.requests)
+            self.requests.flush()
+            reply = pickle.load(self.replies)
+        except BaseException:
+            _ZYGOTE = None            # interrupted or dead: it and its workers go
+            with contextlib.suppress(OSError):
+                os.killpg(self.pid, 9)
+            with contextlib.suppress(OSError):
+                os.waitpid(self.pid, 0)
+            raise
+        if isinstance(reply, str):
+            raise RuntimeError(f"seed zygote could not run the batch: {reply}")
+        return reply
+
+
+_ZYGOTE: _Zygote | None = None
+
+
+def start_zygote() -> bool:
+    """Fork a zygote now if this process has one thread (a stage's ``main`` calls this before its
+    Prefect flow starts threads). :func:`run_seeds` of a threaded process then has its workers
+    forked by the zygote: as safe as a fork server, with the stage's modules already imported (a
+    fork server re-imports torch and ultralytics: +3-5 s per stage). Its workers do not share what
+    the stage prepares after this call. Returns whether a zygote runs."""
+    import sys
+
+    global _ZYGOTE
+    if _ZYGOTE is not None or threading.active_count() != 1:
+        return _ZYGOTE is not None
+    request_r, request_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(request_w)
+        os.close(reply_r)
+        code = 0
+        try:
+            _zygote_serve(os.fdopen(request_r, "rb"), os.fdopen(reply_w, "wb"))
+        except BaseException:  # noqa: BLE001 - a zygote never returns into its parent's code
+            code = 1
+        exit_now(code)
+    os.close(request_r)
+    os.close(reply_w)
+    _ZYGOTE = _Zygote(pid, os.fdopen(request_w, "wb"), os.fdopen(reply_r, "rb"))
+    return True
+
+
+def _zygote_serve(requests, replies) -> None:
+    os.setpgid(0, 0)   # its own process group: an interrupted parent kills it with its workers
+    while True:
+        try:
+            request = pickle.load(requests)
+        except EOFError:   # the parent exited
+            return
+        except Exception as err:  # noqa: BLE001 - e.g. a job that does not unpickle here
+            pickle.dump(f"{err.__class__.__name__}: {err}", replies)
+            replies.flush()
+            continue
+        pickle.dump(_fork_batch(*request), replies)
+        replies.flush()
+
+
+def _fork_batch(fn: Callable, jobs: list, workers: int, threads: int, outs: list) -> list:
+    """In the zygote: ``jobs`` in forked workers, ``workers`` at a time; their exit codes."""
+    codes: list = [None] * len(jobs)
+    running: dict[int, int] = {}
+    pending = list(range(len(jobs)))
+    while pending or running:
+        while pending and len(running) < workers:
+            k = pending.pop(0)
+            pid = os.fork()
+            if pid == 0:
+                _child(fn, jobs[k], threads, outs[k])
+            running[pid] = k
+        pid, status = os.waitpid(-1, 0)
+        if pid in running:
+            k = running.pop(pid)
+            codes[k] = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    return codes
+
+
 def _context(fn: Callable, preload: Sequence[str]):
     import multiprocessing
 
@@ -186,9 +285,14 @@ def run_seeds(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, threa
     from multiprocessing.connection import wait
 
     names = list(names or [str(k) for k in range(len(jobs))])
+    outcomes: list = [None] * len(jobs)
+    if start_method() == "forkserver" and _ZYGOTE is not None:
+        with tempfile.TemporaryDirectory(prefix="fusebench-seeds-") as tmp:
+            outs = [str(Path(tmp) / f"{k}.pkl") for k in range(len(jobs))]
+            codes = _ZYGOTE.run(fn, jobs, workers, threads, outs)
+            outcomes = [_outcome(code, Path(out), name) for code, out, name in zip(codes, outs, names)]
+        return _values(outcomes)
     context = _context(fn, preload)
-    results: list = [None] * len(jobs)
-    failures: list[str] = []
     running: dict = {}
     pending = list(range(len(jobs)))
     with tempfile.TemporaryDirectory(prefix="fusebench-seeds-") as tmp:
@@ -202,15 +306,17 @@ def run_seeds(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, threa
                 for sentinel in wait(list(running)):
                     worker, k, out = running.pop(sentinel)
                     worker.join()
-                    ok, value = _outcome(worker.exitcode, out, names[k])
-                    if ok:
-                        results[k] = value
-                    else:
-                        failures.append(value)
+                    outcomes[k] = _outcome(worker.exitcode, out, names[k])
         except BaseException:
             _kill([worker for worker, _, _ in running.values()])
             raise
+    return _values(outcomes)
+
+
+def _values(outcomes: Sequence[tuple[bool, Any]]) -> list:
+    """The jobs' values, or ``RuntimeError`` naming every failed job."""
+    failures = [value for ok, value in outcomes if not ok]
     if failures:
         raise RuntimeError("seed worker(s) failed (finished seeds are kept and reused by a re-run):\n"
                            + "\n".join(failures))
-    return results
+    return [value for _, value in outcomes]

@@ -102,3 +102,58 @@ def test_fork_server_workers_do_not_rerun_the_main_module(tmp_path):
     workers = [pid for _, pid in eval(done.stdout)]
     ran = [int(p.name[4:]) for p in tmp_path.glob("ran_*")]
     assert len(ran) == 1 and ran[0] not in workers          # the main module ran in the parent only
+
+
+def test_zygote_forks_the_workers_of_a_threaded_process(tmp_path):
+    """A stage's main starts the zygote while it has one thread; once a thread holds a lock the jobs
+    take, the zygote's workers still run (values in order, one thread each, not forked from the
+    threaded parent), a killed or failing worker loses only its job, and the zygote ends with its
+    parent."""
+    import subprocess
+    import sys
+
+    (tmp_path / "zygote_probe.py").write_text('''
+import json, os, signal, sys, threading
+from pipeline import seedpool
+HELD = threading.Lock()
+def job(k, fate="ok"):
+    import torch
+    with HELD:
+        if fate == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if fate == "raise":
+            raise ValueError(f"job {k} failed")
+        return {"k": k, "ppid": os.getppid(), "threads": torch.get_num_threads()}
+if __name__ == "__main__":
+    import probe_zygote_job
+    assert seedpool.start_zygote()
+    release = threading.Event()
+    holder = threading.Thread(target=lambda: (probe_zygote_job.HELD.acquire(), release.wait()), daemon=True)
+    holder.start()
+    while not probe_zygote_job.HELD.locked():
+        pass
+    values = seedpool.run_seeds(probe_zygote_job.job, [(0,), (1,), (2,)], workers=2)
+    try:
+        seedpool.run_seeds(probe_zygote_job.job, [(0,), (1, "kill"), (2, "raise")], workers=2, names=["a", "b", "c"])
+    except RuntimeError as err:
+        failure = str(err)
+    print(json.dumps({"values": values, "failure": failure, "parent": os.getpid(),
+                      "zygote": seedpool._ZYGOTE.pid}))
+''')
+    (tmp_path / "probe_zygote_job.py").write_text((tmp_path / "zygote_probe.py").read_text())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    done = subprocess.run([sys.executable, "-m", "zygote_probe"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [v["k"] for v in out["values"]] == [0, 1, 2] and {v["threads"] for v in out["values"]} == {1}
+    assert {v["ppid"] for v in out["values"]} == {out["zygote"]} != {out["parent"]}
+    assert "b: worker killed by signal 9" in out["failure"] and "c: ValueError: job 2 failed" in out["failure"]
+    assert "a:" not in out["failure"]
+    with pytest.raises(ProcessLookupError):     # the zygote exited with its parent
+        for _ in range(100):
+            os.kill(out["zygote"], 0)
+            import time
+            time.sleep(0.05)
