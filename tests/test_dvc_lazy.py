@@ -114,3 +114,35 @@ def test_only_dvc_repro_is_lazy(command, lazy):
     assert (got is not None) == lazy
     if lazy:
         assert got[1:3] == ["-m", "flows._dvc"] and got[3:] == command[1:]
+
+
+def test_long_yaml_parses_are_kept_on_disk_by_content(tmp_path, monkeypatch):
+    """flows._dvc.cached_safe_parse: a long text is parsed once and then read back from
+    <state>/yaml (an equal, fresh object); an edited text or another parser parses again; only the
+    newest DISK_CACHE_FILES entries stay."""
+    import yaml
+
+    from flows import _dvc
+
+    monkeypatch.setenv("FUSEBENCH_STATE", str(tmp_path / "state"))
+    calls = []
+
+    def parse(text):
+        calls.append(len(text))
+        return yaml.safe_load(text)
+
+    text = "stages:\n" + "".join(f"  s{k}: {{cmd: run {k}, deps: [a, b]}}\n" for k in range(3000))
+    assert len(text) >= _dvc.DISK_CACHE_MIN_CHARS
+    first = _dvc.cached_safe_parse(text, "lock", parse)
+    second = _dvc.cached_safe_parse(text, "lock", parse)
+    assert first == second == yaml.safe_load(text) and first is not second and len(calls) == 1
+    second["stages"]["s0"]["cmd"] = "changed"                       # callers own their copy
+    assert _dvc.cached_safe_parse(text, "lock", parse)["stages"]["s0"]["cmd"] == "run 0"
+    edited = text.replace("run 7,", "run seven,")
+    assert _dvc.cached_safe_parse(edited, "lock", parse)["stages"]["s7"]["cmd"] == "run seven"
+    _dvc.cached_safe_parse(text, "dvc", parse)                      # another parser: its own entry
+    assert len(calls) == 3
+    assert _dvc.cached_safe_parse("short: 1\n", "lock", parse) == {"short": 1} and len(calls) == 4
+    for k in range(_dvc.DISK_CACHE_FILES + 3):
+        _dvc.cached_safe_parse(text + f"# {k}\n", "lock", parse)
+    assert len(list((tmp_path / "state" / "yaml").glob("*.pkl"))) == _dvc.DISK_CACHE_FILES
