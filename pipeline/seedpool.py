@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import signal
 import tempfile
 import threading
 import traceback
@@ -126,7 +127,7 @@ class _Zygote:
         except BaseException:
             _ZYGOTE = None            # interrupted or dead: it and its workers go
             with contextlib.suppress(OSError):
-                os.killpg(self.pid, 9)
+                os.killpg(self.pid, signal.SIGKILL)
             with contextlib.suppress(OSError):
                 os.waitpid(self.pid, 0)
             raise
@@ -170,6 +171,8 @@ def start_zygote() -> bool:
 
 
 def _zygote_serve(requests, replies) -> None:
+    import multiprocessing
+
     os.setpgid(0, 0)   # its own process group: an interrupted parent kills it with its workers
     while True:
         try:
@@ -180,27 +183,9 @@ def _zygote_serve(requests, replies) -> None:
             pickle.dump(f"{err.__class__.__name__}: {err}", replies)
             replies.flush()
             continue
-        pickle.dump(_fork_batch(*request), replies)
+        fn, jobs, workers, threads, outs = request
+        pickle.dump(_run_pool(multiprocessing.get_context("fork"), fn, jobs, workers, threads, outs), replies)
         replies.flush()
-
-
-def _fork_batch(fn: Callable, jobs: list, workers: int, threads: int, outs: list) -> list:
-    """In the zygote: ``jobs`` in forked workers, ``workers`` at a time; their exit codes."""
-    codes: list = [None] * len(jobs)
-    running: dict[int, int] = {}
-    pending = list(range(len(jobs)))
-    while pending or running:
-        while pending and len(running) < workers:
-            k = pending.pop(0)
-            pid = os.fork()
-            if pid == 0:
-                _child(fn, jobs[k], threads, outs[k])
-            running[pid] = k
-        pid, status = os.waitpid(-1, 0)
-        if pid in running:
-            k = running.pop(pid)
-            codes[k] = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    return codes
 
 
 def _context(fn: Callable, preload: Sequence[str]):
@@ -236,12 +221,12 @@ def _main_module_hidden():
             main.__dict__.update(saved)
 
 
-def _start(context, fn: Callable, args: tuple, threads: int, out: Path):
+def _start(context, fn: Callable, args: tuple, threads: int, out: str):
     import sys
 
     sys.stdout.flush()
     sys.stderr.flush()
-    worker = context.Process(target=_child, args=(fn, args, threads, str(out)), daemon=False)
+    worker = context.Process(target=_child, args=(fn, args, threads, out), daemon=False)
     if context.get_start_method() == "fork":
         worker.start()
     else:
@@ -282,35 +267,40 @@ def run_seeds(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, threa
     Values come back pickled. Raises ``RuntimeError`` naming every failed job once all are done."""
     if workers <= 1 or len(jobs) <= 1:
         return [fn(*args) for args in jobs]
+    names = list(names or [str(k) for k in range(len(jobs))])
+    with tempfile.TemporaryDirectory(prefix="fusebench-seeds-") as tmp:
+        outs = [str(Path(tmp) / f"{k}.pkl") for k in range(len(jobs))]
+        if start_method() == "forkserver" and _ZYGOTE is not None:
+            codes = _ZYGOTE.run(fn, jobs, workers, threads, outs)
+        else:
+            codes = _run_pool(_context(fn, preload), fn, jobs, workers, threads, outs)
+        return _values([_outcome(code, Path(out), name) for code, out, name in zip(codes, outs, names)])
+
+
+def _run_pool(context, fn: Callable, jobs: Sequence[tuple], workers: int, threads: int,
+              outs: Sequence[str]) -> list:
+    """Exit codes of ``fn(*job)`` run in ``context`` worker processes, ``workers`` at a time, each
+    writing its outcome to its ``outs`` file (negative code: killed by that signal). The running
+    workers are killed when this is interrupted."""
     from multiprocessing.connection import wait
 
-    names = list(names or [str(k) for k in range(len(jobs))])
-    outcomes: list = [None] * len(jobs)
-    if start_method() == "forkserver" and _ZYGOTE is not None:
-        with tempfile.TemporaryDirectory(prefix="fusebench-seeds-") as tmp:
-            outs = [str(Path(tmp) / f"{k}.pkl") for k in range(len(jobs))]
-            codes = _ZYGOTE.run(fn, jobs, workers, threads, outs)
-            outcomes = [_outcome(code, Path(out), name) for code, out, name in zip(codes, outs, names)]
-        return _values(outcomes)
-    context = _context(fn, preload)
+    codes: list = [None] * len(jobs)
     running: dict = {}
     pending = list(range(len(jobs)))
-    with tempfile.TemporaryDirectory(prefix="fusebench-seeds-") as tmp:
-        try:
-            while pending or running:
-                while pending and len(running) < workers:
-                    k = pending.pop(0)
-                    out = Path(tmp) / f"{k}.pkl"
-                    worker = _start(context, fn, jobs[k], threads, out)
-                    running[worker.sentinel] = (worker, k, out)
-                for sentinel in wait(list(running)):
-                    worker, k, out = running.pop(sentinel)
-                    worker.join()
-                    outcomes[k] = _outcome(worker.exitcode, out, names[k])
-        except BaseException:
-            _kill([worker for worker, _, _ in running.values()])
-            raise
-    return _values(outcomes)
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                k = pending.pop(0)
+                worker = _start(context, fn, jobs[k], threads, outs[k])
+                running[worker.sentinel] = (worker, k)
+            for sentinel in wait(list(running)):
+                worker, k = running.pop(sentinel)
+                worker.join()
+                codes[k] = worker.exitcode
+    except BaseException:
+        _kill([worker for worker, _ in running.values()])
+        raise
+    return codes
 
 
 def _values(outcomes: Sequence[tuple[bool, Any]]) -> list:

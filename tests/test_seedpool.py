@@ -112,9 +112,8 @@ def test_zygote_forks_the_workers_of_a_threaded_process(tmp_path):
     import subprocess
     import sys
 
-    (tmp_path / "zygote_probe.py").write_text('''
-import json, os, signal, sys, threading
-from pipeline import seedpool
+    (tmp_path / "probe_zygote_job.py").write_text('''
+import os, signal, threading
 HELD = threading.Lock()
 def job(k, fate="ok"):
     import torch
@@ -124,23 +123,24 @@ def job(k, fate="ok"):
         if fate == "raise":
             raise ValueError(f"job {k} failed")
         return {"k": k, "ppid": os.getppid(), "threads": torch.get_num_threads()}
-if __name__ == "__main__":
-    import probe_zygote_job
-    assert seedpool.start_zygote()
-    release = threading.Event()
-    holder = threading.Thread(target=lambda: (probe_zygote_job.HELD.acquire(), release.wait()), daemon=True)
-    holder.start()
-    while not probe_zygote_job.HELD.locked():
-        pass
-    values = seedpool.run_seeds(probe_zygote_job.job, [(0,), (1,), (2,)], workers=2)
-    try:
-        seedpool.run_seeds(probe_zygote_job.job, [(0,), (1, "kill"), (2, "raise")], workers=2, names=["a", "b", "c"])
-    except RuntimeError as err:
-        failure = str(err)
-    print(json.dumps({"values": values, "failure": failure, "parent": os.getpid(),
-                      "zygote": seedpool._ZYGOTE.pid}))
 ''')
-    (tmp_path / "probe_zygote_job.py").write_text((tmp_path / "zygote_probe.py").read_text())
+    (tmp_path / "zygote_probe.py").write_text('''
+import json, os, threading
+from pipeline import seedpool
+import probe_zygote_job
+assert seedpool.start_zygote()
+release = threading.Event()
+holder = threading.Thread(target=lambda: (probe_zygote_job.HELD.acquire(), release.wait()), daemon=True)
+holder.start()
+while not probe_zygote_job.HELD.locked():
+    pass
+values = seedpool.run_seeds(probe_zygote_job.job, [(0,), (1,), (2,)], workers=2)
+try:
+    seedpool.run_seeds(probe_zygote_job.job, [(0,), (1, "kill"), (2, "raise")], workers=2, names=["a", "b", "c"])
+except RuntimeError as err:
+    failure = str(err)
+print(json.dumps({"values": values, "failure": failure, "parent": os.getpid(), "zygote": seedpool._ZYGOTE.pid}))
+''')
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
     done = subprocess.run([sys.executable, "-m", "zygote_probe"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
