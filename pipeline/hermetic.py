@@ -13,7 +13,9 @@ use the library without side effects. The settings (measured in ``../shared/spec
 * Prefect: home inside the project, no telemetry, no API URL inherited from the user's profile
   (each flow run then uses a temporary local server unless ``PREFECT_API_URL`` is set on purpose
   by :mod:`flows.server`, or by the user together with ``FUSEBENCH_KEEP_PREFECT_API_URL=1``);
-* DVC and matplotlib: no analytics, Agg backend, config inside the project.
+* DVC and matplotlib: no analytics, Agg backend, config inside the project;
+* glibc's allocator (:func:`keep_large_blocks`): tensors up to 32 MB from the heap, freed memory kept
+  for reuse, instead of a fresh ``mmap`` (and a page fault per 4 KB touched) for every activation.
 
 Values already set in the environment win (``setdefault``: a user's ``OMP_NUM_THREADS`` is kept),
 so a user can point any of them elsewhere. Everything is written inside the state folder
@@ -81,7 +83,45 @@ def offline_environment(state: Path) -> dict[str, str]:
         "DO_NOT_TRACK": "1",
         "DVC_NO_ANALYTICS": "1",
         "TQDM_MININTERVAL": "1",
+        # glibc malloc, for the processes started from here (this one: keep_large_blocks)
+        "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
+        "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD),
     }
+
+
+#: glibc's largest mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX, 32 MB)
+MMAP_THRESHOLD = 32 * 2**20
+#: free memory kept at the heap's top before glibc returns it to the system
+TRIM_THRESHOLD = 2**30
+
+
+def keep_large_blocks() -> bool:
+    """Tune glibc's ``malloc`` of this process (``mallopt``) unless the user set ``MALLOC_*`` himself.
+
+    By default glibc serves every block above a dynamic threshold (128 KB at first) with its own
+    ``mmap`` and unmaps it on free, so each fresh activation tensor of a CPU training step costs a
+    page fault per page touched. Measured (``bench train --method mff_gan --single-update``, b32
+    60²): 0.53-0.60 s → 0.34-0.39 s per generator update, peak RSS 1.0 → 1.4 GB. Raising the mmap
+    threshold to its maximum (``M_MMAP_THRESHOLD``, 32 MB) and the trim threshold
+    (``M_TRIM_THRESHOLD``, 1 GB) lets freed blocks be reused; numbers are unchanged (allocation
+    only). PyTorch's CPU tuning guide recommends the same effect through jemalloc / tcmalloc; this
+    needs no extra library. Returns whether both settings were accepted (False off glibc)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux") or _USER_MALLOC:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3   # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(mallopt(m_trim_threshold, TRIM_THRESHOLD))
+
+
+#: the user's own glibc malloc settings (read before :func:`apply` sets ours for child processes)
+_USER_MALLOC = (any(key.startswith("MALLOC_") for key in os.environ)
+                or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""))
 
 
 def _seed_ultralytics_font(config_dir: Path) -> None:
@@ -121,6 +161,7 @@ def apply(state: Path | None = None, force: bool = False) -> dict[str, str]:
     for key in ("YOLO_CONFIG_DIR", "HF_HOME", "TORCH_HOME", "MPLCONFIGDIR", "PREFECT_HOME"):
         Path(os.environ[key]).mkdir(parents=True, exist_ok=True)
     _seed_ultralytics_font(Path(os.environ["YOLO_CONFIG_DIR"]))
+    keep_large_blocks()
     _APPLIED = {k: os.environ[k] for k in values}
     return _APPLIED
 

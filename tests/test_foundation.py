@@ -1,7 +1,9 @@
 """The skeleton everything stands on: CLI, params profiles, hermetic settings, atomic writes."""
 from __future__ import annotations
 
+import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +177,28 @@ def test_unknown_keys_are_errors_naming_key_and_section(tmp_path):
     del params["report"]["bootstrap_sample"], params["report"]["confidence"]
     with pytest.raises(ConfigError, match=r"report: missing key\(s\) \['confidence'\]"):
         report_config(params)
+
+
+def test_allocator_settings_reach_this_process_and_its_children_unless_the_user_set_his_own(tmp_path, repo_root):
+    """glibc's malloc keeps blocks up to 32 MB on the heap (hermetic.keep_large_blocks): mallopt in
+    the process that applies the settings, MALLOC_* variables for the processes it starts; a user's
+    own MALLOC_* setting switches both off."""
+    script = ("import json, os; from pipeline import hermetic; values = hermetic.apply(); "
+              "print(json.dumps([hermetic.keep_large_blocks(), os.environ.get('MALLOC_MMAP_THRESHOLD_')]))")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    base.update(PYTHONPATH=str(repo_root), FUSEBENCH_STATE=str(tmp_path / "state"))
+
+    def run(**extra):
+        out = subprocess.run([sys.executable, "-c", script], env={**base, **extra}, capture_output=True,
+                             text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    tuned, child = run()
+    assert child == str(32 * 2**20)
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert tuned is True
+    assert run(MALLOC_ARENA_MAX="2") == [False, str(32 * 2**20)]
+    assert run(MALLOC_MMAP_THRESHOLD_="1000000") == [False, "1000000"]
 
 
 def test_importing_the_library_changes_nothing(tmp_path, repo_root):

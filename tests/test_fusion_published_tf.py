@@ -144,3 +144,25 @@ def test_metadata_without_weights():
     assert get_method("u2fusion").params_count() == 659_217               # spec §7
     assert get_method("pmgi").gflops(480, 640) == pytest.approx(25.5, rel=0.02)   # spec §14
     assert get_method("u2fusion").gflops(480, 640) == pytest.approx(405, rel=0.01)
+
+
+@pytest.mark.parametrize("net_name", ["pmgi", "mff_gan"])
+def test_training_forward_without_concatenations_equals_the_official_graph(net_name):
+    """With grad (training) TwoPathNet sums per-piece convolutions instead of convolving the channel
+    concatenation; in float64 both orders agree to rounding, and gradients flow to every weight slice."""
+    from pipeline.fusion.nets.mff_gan import MFFGANNet
+    from pipeline.fusion.nets.pmgi import PMGINet
+
+    torch.manual_seed(0)
+    net = (PMGINet() if net_name == "pmgi" else MFFGANNet()).double()
+    channels = 3 if net_name == "pmgi" else 1
+    first, second = (torch.rand(2, channels, 20, 24, dtype=torch.float64) * 2 - 1 for _ in range(2))
+    forward = net.forward_paths if net_name == "pmgi" else net.forward
+    with torch.no_grad():
+        official = forward(first, second)         # the concatenating graph
+    trained = forward(first, second)              # grad enabled: no concatenation is built
+    assert trained.requires_grad
+    assert float((trained - official).abs().max()) < 1e-12
+    trained.square().sum().backward()
+    grad = net.layer4.conv.weight.grad
+    assert all(float(grad[:, s:s + 16].abs().sum()) > 0 for s in range(0, 64, 16))

@@ -222,11 +222,12 @@ def test_ufgan_defects_fixed_trains_and_fuses_deterministically(tmp_path):
         T.resolve_config("ufgan", {**cfg, "crop": 100})
 
 
-def test_bench_train_single_update_for_ddcgan(capsys):
+def test_bench_train_single_update_for_the_gans(capsys):
     from pipeline.cli import main
 
-    assert main(["bench", "train", "--method", "ddcgan", "--batch", "2", "--crop", "24", "--steps", "1",
-                 "--device", "cpu", "--threads", "1", "--single-update"]) == 0
-    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert record["single_update"] is True and record["seconds_per_step"] > 0
+    for method, crop in (("ddcgan", 24), ("fusiongan", 48), ("mff_gan", 32)):
+        assert main(["bench", "train", "--method", method, "--batch", "2", "--crop", str(crop), "--steps", "1",
+                     "--device", "cpu", "--threads", "1", "--single-update"]) == 0
+        record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert record["single_update"] is True and record["seconds_per_step"] > 0, method
     assert main(["bench", "train", "--method", "pmgi", "--single-update", "--steps", "1"]) == 2

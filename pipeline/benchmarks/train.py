@@ -8,13 +8,16 @@ does not depend on content). Prints one JSON line: median/min wall-clock seconds
 process CPU seconds per step (less sensitive to other processes on a shared machine), samples per
 second, peak resident memory (and peak CUDA memory on a GPU), the thread count and, when the spec
 measured the official step for this method (``methods.md`` section 15 / ``mlfuse.md``), the ratio of
-this step to it at the same batch and crop. ``--single-update`` (DDcGAN) times one generator update
-per step (``max_updates`` 1 on odd batches), like the spec's "G only" figure; FusionGAN's and
-MFF-GAN's steps always include their two discriminator updates (the ratio then overstates the cost).
+this step to it at the same number of training images per step and the same crop (DenseFuse trains
+its autoencoder on both crops of a pair: batch 2 = the port's 4 images). ``--single-update`` (the GAN
+recipes: FusionGAN, DDcGAN, MFF-GAN, UFGAN) times the recipe's ``generator_update`` alone, the
+generator's update without the discriminators', which is what the spec's "G only" figures measured;
+without it a GAN step includes its discriminator updates and its ratio overstates the cost.
 """
 from __future__ import annotations
 
-#: spec-measured official step (seconds, 2-vCPU EPYC, 2 threads) per method: (batch, crop, seconds, what)
+#: spec-measured official step (seconds, 2-vCPU EPYC, 2 threads) per method: (training images per
+#: step, crop, seconds, what)
 SPEC_STEPS = {
     "fusiongan": (32, 132, 17.8, "G only, methods.md section 15"),
     "ddcgan": (24, 84, 11.7, "G only, methods.md section 15"),
@@ -39,7 +42,7 @@ def register(subparsers) -> None:
     parser.add_argument("--nchw", action="store_true", help="NCHW tensors instead of channels-last")
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     parser.add_argument("--single-update", action="store_true",
-                        help="DDcGAN: time one generator update per step (max_updates 1, odd batches only), "
+                        help="GAN recipes: time the generator update alone (no discriminator update), "
                              "the spec's 'G only' step")
     parser.set_defaults(func=run)
 
@@ -62,17 +65,18 @@ def run(args) -> int:
     base = section(params, f"train.methods.{args.method}")
     if base is None:
         raise ConfigError(f"train.methods.{args.method} is not configured", args.params)
-    if args.single_update and "max_updates" not in base:
-        raise ConfigError("--single-update applies to DDcGAN's adaptive schedule only", f"train.methods.{args.method}")
     cfg = resolve_config(args.method, {**base, "seed": base.get("seed") or 0, "device": args.device,
                                        "amp": args.amp, "channels_last": not args.nchw,
                                        **({"batch_size": args.batch} if args.batch else {}),
-                                       **({"crop": args.crop} if args.crop else {}),
-                                       **({"max_updates": 1} if args.single_update else {})})
+                                       **({"crop": args.crop} if args.crop else {})})
     device = resolve_device(cfg["device"])
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = build_recipe(args.method, cfg, device)
+    if args.single_update and recipe.generator_update is None:
+        raise ConfigError("--single-update applies to the GAN recipes (a generator update without the "
+                          "discriminators') only", f"train.methods.{args.method}")
+    update = recipe.generator_update if args.single_update else recipe.step
     batch_size, crop = cfg["batch_size"], cfg["crop"]
     gen = torch.Generator().manual_seed(0)
     batch = {key: torch.rand(batch_size, 1, crop, crop, generator=gen).to(device)
@@ -81,29 +85,30 @@ def run(args) -> int:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     cpu_times: list[float] = []
-    counter = iter(range(1, 1 << 30, 2) if args.single_update else range(1 << 30))  # odd batch = G update
+    counter = iter(range(1 << 30))
 
     def step():
         start = time.process_time()
-        values = recipe.step(batch, next(counter))
-        [float(v) for v in values.values()]  # synchronises CUDA
+        values = update(batch, next(counter))
+        [float(v) for v in (values.values() if isinstance(values, dict) else [values])]  # synchronises CUDA
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         cpu_times.append(time.process_time() - start)
 
     times = time_call(step, repeat=args.steps, warmup=1)
     per_step = median(times)
+    images = batch_size * recipe.images_per_pair
     record = {"benchmark": "train", "method": args.method, "device": device, "threads": torch.get_num_threads(),
               "amp": recipe.ctx.amp, "channels_last": cfg["channels_last"], "batch": batch_size, "crop": crop,
-              "single_update": bool(args.single_update),
+              "images_per_step": images, "single_update": bool(args.single_update),
               "steps": args.steps, "seconds_per_step": per_step, "seconds_per_step_min": min(times),
               "cpu_seconds_per_step": median(cpu_times[1:]), "samples_per_second": batch_size / per_step,
-              "images_per_second": batch_size / per_step, "peak_rss_mb": peak_rss_mb(),
+              "images_per_second": images / per_step, "peak_rss_mb": peak_rss_mb(),
               "note": "wall clock on a shared machine; other processes inflate the figures"}
     if device.startswith("cuda"):
         record["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     spec = SPEC_STEPS.get(args.method)
-    if spec and (spec[0], spec[1]) == (batch_size, crop):
+    if spec and (spec[0], spec[1]) == (images, crop):
         record.update(spec_seconds_per_step=spec[2], spec_step=spec[3], ratio_to_spec=per_step / spec[2])
     emit(record)
     return 0

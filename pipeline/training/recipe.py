@@ -100,10 +100,14 @@ class Context:
         return torch.autocast(device_type="cuda", dtype=torch.float16)
 
     def update(self, name: str, loss: torch.Tensor) -> None:
-        """One update of optimiser ``name``: zero its gradients, (scaled) backward of ``loss``, step."""
+        """One update of optimiser ``name``: zero its gradients, (scaled) backward of ``loss`` to its
+        parameters only, step. A generator's loss runs through the discriminator, but only the
+        generator's gradients are computed (as TF's ``minimize(var_list=...)`` of the official GAN
+        code): the discriminator's weight gradients were a wasted part of every generator update."""
         optimizer, scaler = self.optimizers[name], self.scalers[name]
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+        scaler.scale(loss).backward(inputs=params)
         scaler.step(optimizer)
         scaler.update()
 
@@ -151,6 +155,12 @@ class Recipe:
     def step(self, batch: Mapping[str, torch.Tensor], index: int) -> Mapping[str, Any]:
         """Train on one batch (global batch index ``index``); return the values of :attr:`loss_names`."""
         raise NotImplementedError
+
+    #: GAN recipes: ``generator_update(batch, index)``, the generator's update of one batch without the
+    #: discriminators' (what ``bench train --single-update`` times: the spec's "G only" step)
+    generator_update = None
+    #: training images per pair of a batch (DenseFuse's autoencoder trains on the IR and the VI crop)
+    images_per_pair: int = 1
 
     def fuse(self, ir: torch.Tensor, vis: torch.Tensor) -> np.ndarray:
         """Raw fused H×W float image (the [0, 1] scale) of one full-size pair (1×1×H×W tensors in

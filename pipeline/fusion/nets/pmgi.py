@@ -33,7 +33,14 @@ LAYERS = ("layer1", "layer2", "layer2_3", "layer3", "layer3_4", "layer4")
 
 
 class ConvUnit(nn.Module):
-    """conv k×k (zero pad k//2, bias) [+ BN] + LReLU(0.2) (``act=False``: the bare conv)."""
+    """conv k×k (zero pad k//2, bias) [+ BN] + LReLU(0.2) (``act=False``: the bare conv) on the
+    channel concatenation of ``pieces``.
+
+    With autograd recording (training) the concatenation is never built: conv(cat[x₁…xₙ], W) + b =
+    Σᵢ conv(xᵢ, W[:, slice i]) + b, the same convolution summed in another order (float rounding
+    only; tests/test_fusion_published_tf.py). The concatenations were a quarter of a training step
+    on the CPU (memory-bound copies, and their backward); without grad (fusion) the plain
+    concatenated conv of the official graph runs."""
 
     def __init__(self, cin: int, cout: int, k: int, bn: bool, act: bool = True):
         super().__init__()
@@ -41,8 +48,18 @@ class ConvUnit(nn.Module):
         self.bn = ModeBatchNorm(cout, eps=1e-5) if bn else None
         self.act = act
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
+    def forward(self, *pieces: torch.Tensor) -> torch.Tensor:
+        if len(pieces) == 1:
+            x = self.conv(pieces[0])
+        elif torch.is_grad_enabled():
+            x, start = None, 0
+            for piece in pieces:   # the bias enters with the first piece (x keeps its memory format)
+                stop = start + piece.shape[1]
+                y = F.conv2d(piece, self.conv.weight[:, start:stop], None if start else self.conv.bias,
+                             padding=self.conv.padding)
+                x, start = (y if x is None else x + y), stop
+        else:
+            x = self.conv(torch.cat(pieces, 1))
         if self.bn is not None:
             x = self.bn(x)
         return F.leaky_relu(x, 0.2) if self.act else x
@@ -66,15 +83,16 @@ class TwoPathNet(nn.Module):
         paths = ("", self.suffix)
 
         def both(scope, inputs):
-            return [getattr(self, scope + sfx)(x) for sfx, x in zip(paths, inputs)]
+            """Each path's unit on its own list of pieces (the channel concatenation's parts)."""
+            return [getattr(self, scope + sfx)(*x) for sfx, x in zip(paths, inputs)]
 
-        c1 = both("layer1", (first, second))
-        c2 = both("layer2", c1)
-        c23 = both("layer2_3", [torch.cat(c2, 1)] * 2)
-        c3 = both("layer3", [torch.cat(t, 1) for t in zip(c1, c2, c23)])
-        c34 = both("layer3_4", [torch.cat(c3, 1)] * 2)
-        c4 = both("layer4", [torch.cat(t, 1) for t in zip(c1, c2, c3, c34)])
-        return torch.tanh(self.layer5(torch.cat([*c1, *c2, *c3, *c4], 1)))
+        c1 = both("layer1", ((first,), (second,)))
+        c2 = both("layer2", ((c1[0],), (c1[1],)))
+        c23 = both("layer2_3", [c2] * 2)
+        c3 = both("layer3", list(zip(c1, c2, c23)))
+        c34 = both("layer3_4", [c3] * 2)
+        c4 = both("layer4", list(zip(c1, c2, c3, c34)))
+        return torch.tanh(self.layer5(*c1, *c2, *c3, *c4))
 
 
 class PMGINet(TwoPathNet):

@@ -123,6 +123,12 @@ class DDcGANRecipe(Recipe):
         with torch.no_grad():
             return float(self._d_loss(name, real, self._fused(batch, False))[0])
 
+    def generator_update(self, batch, index):
+        """One generator update on L_G alone (``bench train --single-update``, the spec's "G only" step)."""
+        loss = self._g_loss(batch, self._fused(batch, True))[0]
+        self._update("generator", loss)
+        return loss
+
     def step(self, batch, index):
         c = self.config
         limit, counts = int(c["max_updates"]), {"d1": 0, "d2": 0, "generator": 0}
@@ -135,7 +141,7 @@ class DDcGANRecipe(Recipe):
                     after[name] = self._d_step(name, reals[name], batch)
                     counts[name] += 1
         else:
-            self._update("generator", self._g_loss(batch, self._fused(batch, True))[0])
+            self.generator_update(batch, index)
             counts["generator"] = 1
             while counts["generator"] < limit:
                 with torch.no_grad():

@@ -90,6 +90,7 @@ class DenseFuseRecipe(Recipe):
     loss_names = ("total", "pixel", "ssim", "g_std")
     health_keys = {"output_std": "g_std"}
     min_crop = 16  # four 2×2 poolings leave 1 px at least
+    images_per_pair = 2
 
     @classmethod
     def check(cls, config, where):

@@ -101,25 +101,40 @@ class FusionGANRecipe(Recipe):
         content = intensity + float(self.config["gradient_weight"]) * gradient
         return content, {"g_intensity": intensity, "g_gradient": gradient}
 
-    def step(self, batch, index):
+    def discriminator_update(self, x, real):
+        """One discriminator update on the generator's current output; ``(d_real, d_fake, losses)``."""
         c, disc = self.config, self.nets["discriminator"]
-        x = self.inputs(batch)
-        real = self.real_for_d(x)
-        for _ in range(int(c["d_steps"])):
-            with torch.no_grad(), self.ctx.autocast():
-                fused = self.generate(x)
-            with self.ctx.autocast():
-                d_real, d_fake = disc(real).float(), disc(self.fake_for_d(fused)).float()
-            d_total, d_real_loss, d_fake_loss = discriminator_loss(d_real, d_fake, c["real_label"], c["fake_label"])
-            self.ctx.update("discriminator", d_total)
+        with torch.no_grad(), self.ctx.autocast():
+            fused = self.generate(x)
+        with self.ctx.autocast():
+            d_real, d_fake = disc(real).float(), disc(self.fake_for_d(fused)).float()
+        losses = discriminator_loss(d_real, d_fake, c["real_label"], c["fake_label"])
+        self.ctx.update("discriminator", losses[0])
+        return d_real, d_fake, losses
+
+    def generator_step(self, x):
+        """One generator update; ``(fused, g_total, adv, content, parts)``."""
+        c = self.config
         with self.ctx.autocast():
             fused = self.generate(x)
-            d_fake_g = disc(self.fake_for_d(fused))
+            d_fake_g = self.nets["discriminator"](self.fake_for_d(fused))
         fused = fused.float()
         adv = lsgan(d_fake_g.float(), c["real_label"])
         content, parts = self.content(fused, x)
         g_total = adv + float(c["content_weight"]) * content
         self.ctx.update("generator", g_total)
+        return fused, g_total, adv, content, parts
+
+    def generator_update(self, batch, index):
+        """The generator update of one batch alone (``bench train --single-update``, spec's "G only")."""
+        return self.generator_step(self.inputs(batch))[1]
+
+    def step(self, batch, index):
+        x = self.inputs(batch)
+        real = self.real_for_d(x)
+        for _ in range(int(self.config["d_steps"])):
+            d_real, d_fake, (d_total, d_real_loss, d_fake_loss) = self.discriminator_update(x, real)
+        fused, g_total, adv, content, parts = self.generator_step(x)
         acc = label_accuracy(d_real, d_fake, self.threshold)
         return {"g_total": g_total.detach(), "g_adv": adv.detach(), "g_content": content.detach(),
                 **{k: v.detach() for k, v in parts.items()},

@@ -145,7 +145,7 @@ class UFGANRecipe(Recipe):
     def step(self, batch, index):
         c, gen, disc = self.config, self.generator, self.nets["discriminator"]
         ir, vis = batch["ir"] * 2 - 1, batch["vis"] * 2 - 1
-        ir_label, vis_label = centre(ir, self.shrink), centre(vis, self.shrink)
+        vis_label = centre(vis, self.shrink)
         with torch.no_grad(), self.ctx.autocast():
             fused = gen(ir, vis)
         with self.ctx.autocast():
@@ -154,24 +154,33 @@ class UFGANRecipe(Recipe):
         self.ctx.update("discriminator", d_total)
         values = {"d_total": d_total.detach(), "d_acc": label_accuracy(d_real, d_fake, self.threshold)}
         if index % int(c["g_every"]) == 0:
-            with self.ctx.autocast():
-                fused = gen(ir, vis)
-                d_g = disc(fused)
-            fused = fused.float()
-            terms = {"g_adv": lsgan(d_g.float(), c["real_label"]),
-                     "g_intensity": norm_per_element(fused - ir_label),
-                     "g_gradient": norm_per_element(laplacian(fused) - laplacian(vis_label)),
-                     "g_ssim_ir": 1 - ssim(fused, ir_label, 2.0), "g_ssim_vis": 1 - ssim(fused, vis_label, 2.0),
-                     "g_style": self.style(fused, ir_label, vis_label)}
-            g_total = (terms["g_adv"] + float(c["intensity_weight"]) * (
-                terms["g_intensity"] + float(c["gradient_weight"]) * terms["g_gradient"])
-                + float(c["ssim_weight"]) * (terms["g_ssim_ir"] + float(c["ssim_vis_weight"]) * terms["g_ssim_vis"])
-                + float(c["style_weight"]) * terms["g_style"])
-            self.ctx.update("generator", g_total)
-            self.last = {"g_total": g_total.detach(), **{k: v.detach() for k, v in terms.items()},
-                         "g_std": output_std(fused, signed=True)}
+            self.generator_update(batch, index)
         # batches without a generator update report its latest values (the first batch always has one)
         return {**self.last, **values}
+
+    def generator_update(self, batch, index):
+        """One generator update (every ``g_every``-th batch of :meth:`step`; alone in ``bench train
+        --single-update``, the spec's "G only" step); its values are kept in ``self.last``."""
+        c, gen = self.config, self.generator
+        ir, vis = batch["ir"] * 2 - 1, batch["vis"] * 2 - 1
+        ir_label, vis_label = centre(ir, self.shrink), centre(vis, self.shrink)
+        with self.ctx.autocast():
+            fused = gen(ir, vis)
+            d_g = self.nets["discriminator"](fused)
+        fused = fused.float()
+        terms = {"g_adv": lsgan(d_g.float(), c["real_label"]),
+                 "g_intensity": norm_per_element(fused - ir_label),
+                 "g_gradient": norm_per_element(laplacian(fused) - laplacian(vis_label)),
+                 "g_ssim_ir": 1 - ssim(fused, ir_label, 2.0), "g_ssim_vis": 1 - ssim(fused, vis_label, 2.0),
+                 "g_style": self.style(fused, ir_label, vis_label)}
+        g_total = (terms["g_adv"] + float(c["intensity_weight"]) * (
+            terms["g_intensity"] + float(c["gradient_weight"]) * terms["g_gradient"])
+            + float(c["ssim_weight"]) * (terms["g_ssim_ir"] + float(c["ssim_vis_weight"]) * terms["g_ssim_vis"])
+            + float(c["style_weight"]) * terms["g_style"])
+        self.ctx.update("generator", g_total)
+        self.last = {"g_total": g_total.detach(), **{k: v.detach() for k, v in terms.items()},
+                     "g_std": output_std(fused, signed=True)}
+        return g_total
 
     def state(self):
         return {"last": {k: float(v) for k, v in self.last.items()}}
