@@ -177,3 +177,19 @@ def test_too_few_methods_give_no_interval():
     corr = by_units([1.0, 2, 3], [0.1, 0.2, 0.3], ["a", "b", "c"], n_boot=100)
     assert corr.spearman == pytest.approx(1.0)
     assert np.isnan(corr.spearman_ci[0]) and corr.valid == 0
+
+
+def test_row_correlations_are_bit_equal_to_the_one_by_one_ones():
+    """correlate() computes equal-length finite resamples together (spearman_rows, kendall_rows);
+    they must give exactly spearman() / kendall() (scipy's tau-b), ties and constant rows included."""
+    from pipeline.report.ranks import kendall_rows, spearman_rows
+
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 7, 12):
+        for levels in (None, 3):
+            x, y = rng.random((300, n)), rng.random((300, n))
+            if levels:
+                x, y = np.round(x * levels) / levels, np.round(y * 2) / 2
+            x[0] = 0.5
+            assert np.array_equal(spearman_rows(x, y), [spearman(a, b) for a, b in zip(x, y)], equal_nan=True)
+            assert np.array_equal(kendall_rows(x, y), [kendall(a, b) for a, b in zip(x, y)], equal_nan=True)
