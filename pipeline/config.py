@@ -68,12 +68,19 @@ def resolve(node: Any, profile: str) -> Any:
     return node
 
 
+def safe_yaml(source) -> Any:
+    """``yaml.safe_load(source)`` through libyaml's C parser when PyYAML was built with it
+    (``CSafeLoader``: the same objects, several times faster; every stage process reads
+    ``params.yaml`` a few times), else the pure-Python ``SafeLoader``."""
+    return yaml.load(source, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def load_raw(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("params file not found", path)
     with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
+        data = safe_yaml(handle) or {}
     if not isinstance(data, dict):
         raise ConfigError("params file must hold a mapping", path)
     return data

@@ -250,12 +250,12 @@ def check_stage(stage: Stage, root: Path = codegraph.PROJECT_ROOT) -> list[str]:
 def check_dvc_yaml(dvc_path: str | Path = "dvc.yaml", params_path: str | Path = "params.yaml",
                    root: Path | None = None) -> dict[str, list[str]]:
     """``{stage: [problem, ...]}`` for every stage of ``dvc_path`` with a problem."""
-    import yaml
+    from pipeline.config import safe_yaml
 
     dvc_path = Path(dvc_path)
     root = root or dvc_path.resolve().parent
-    spec = yaml.safe_load(dvc_path.read_text(encoding="utf-8")) or {}
-    raw = yaml.safe_load(Path(params_path).read_text(encoding="utf-8")) or {}
+    spec = safe_yaml(dvc_path.read_text(encoding="utf-8")) or {}
+    raw = safe_yaml(Path(params_path).read_text(encoding="utf-8")) or {}
     out = {}
     for stage in stages(spec, raw):
         problems = check_stage(stage, root)
@@ -295,12 +295,12 @@ def suggest_code_deps(flow: str, root: Path = codegraph.PROJECT_ROOT) -> list[st
 
 def main() -> int:
     """``python -m pipeline.dvcdeps``: every stage's problems and the suggested code deps of its flow."""
-    import yaml
+    from pipeline.config import safe_yaml
 
     root = codegraph.PROJECT_ROOT
     problems = check_dvc_yaml(root / "dvc.yaml", root / "params.yaml", root)
     print(format_problems(problems) or "dvc.yaml matches the code")
-    spec = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}
+    spec = safe_yaml((root / "dvc.yaml").read_text(encoding="utf-8")) or {}
     for flow in sorted(flows_of(spec)):
         print(f"\n{flow}: code deps\n" + "\n".join(f"  - {d}" for d in suggest_code_deps(flow, root)))
         print(f"{flow}: params read\n" + "\n".join(f"  - {k}" for k in sorted(params_read(flow))))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.config import safe_yaml
 from pipeline.errors import ConfigError
 
 BEGIN = "    # >>> DVC stages of the profile's extra fusion methods: written by `python -m pipeline profile NAME`"
@@ -89,7 +90,7 @@ def switch(path: str | Path, profile: str) -> dict:
         raise ConfigError(f"unknown profile {profile!r}; expected one of {list(PROFILES)}", path)
     path = Path(path)
     text, _ = split_block(path.read_text(encoding="utf-8"))
-    base_raw = yaml.safe_load(text) or {}
+    base_raw = safe_yaml(text) or {}
     methods = extra_methods(base_raw, profile)
     if _PROFILE_LINE.search(text):
         text = _PROFILE_LINE.sub(lambda m: f"profile: {profile}{m.group(2)}", text, count=1)
@@ -107,8 +108,8 @@ def switch(path: str | Path, profile: str) -> dict:
 def check(text: str, profile: str, where: str | Path = "params.yaml") -> None:
     """The managed block must hold exactly the active profile's extra methods (see module docstring)."""
     stripped, block = split_block(text)
-    base_raw = yaml.safe_load(stripped) or {}
-    written = (yaml.safe_load(block) or {}) if block else {}
+    base_raw = safe_yaml(stripped) or {}
+    written = (safe_yaml(block) or {}) if block else {}
     expected = extra_methods(base_raw, profile)
     if written != expected:
         missing = sorted(set(expected) - set(written))
@@ -129,5 +130,5 @@ def check_file(path: str | Path = "params.yaml") -> None:
     if not path.is_file():
         return
     text = path.read_text(encoding="utf-8")
-    raw = yaml.safe_load(split_block(text)[0]) or {}
+    raw = safe_yaml(split_block(text)[0]) or {}
     check(text, os.environ.get("FUSEBENCH_PROFILE") or raw.get("profile") or "demo", path)

@@ -179,6 +179,15 @@ def test_unknown_keys_are_errors_naming_key_and_section(tmp_path):
         report_config(params)
 
 
+def test_fast_yaml_reads_the_repository_files_as_the_python_parser_does(repo_root):
+    import yaml
+
+    for name in ("params.yaml", "dvc.yaml"):
+        text = (repo_root / name).read_text(encoding="utf-8")
+        assert repr(config.safe_yaml(text)) == repr(yaml.safe_load(text))
+    assert config.safe_yaml("a: [1, 2.5, null, yes, '3']") == {"a": [1, 2.5, None, True, "3"]}
+
+
 def test_allocator_settings_reach_this_process_and_its_children_unless_the_user_set_his_own(tmp_path, repo_root):
     """glibc's malloc keeps blocks up to 32 MB on the heap (hermetic.keep_large_blocks): mallopt in
     the process that applies the settings, MALLOC_* variables for the processes it starts; a user's
