@@ -13,9 +13,11 @@ A stage module looks like::
         main_entry(fuse_flow)
 
 * ``run_units`` maps a plain library function over work items as Prefect tasks (retries for
-  transient failures), on the configured task runner (``orchestration.task_runner``: ``thread``
-  or ``dask``), waits for all of them and records per-unit status and duration. One failing unit
-  does not hide the others: every failure is listed with its error.
+  transient failures only: a :class:`~pipeline.errors.FuseBenchError` — bad input or params, the
+  same on every attempt — fails its unit at once, see :func:`retry_transient`), on the configured
+  task runner (``orchestration.task_runner``: ``thread`` or ``dask``), waits for all of them and
+  records per-unit status and duration. One failing unit does not hide the others: every failure
+  is listed with its error.
 * The flow-run summary (durations per task, failures) is written to
   ``results/flow_runs/<stage>.json`` by :func:`write_summary` (called by ``stage_flow``), with the
   stage process's own clock (:func:`process_timing`): wall and CPU seconds of the start-up (process
@@ -158,6 +160,14 @@ def _timed(fn: Callable, *args, **kwargs) -> tuple[Any, float]:
     return value, time.perf_counter() - start
 
 
+def retry_transient(task, task_run, state) -> bool:
+    """Prefect ``retry_condition_fn``: retry a failed unit unless it failed on a
+    :class:`FuseBenchError` (a missing or corrupt weights file, a bad image, a bad setting), which
+    a second attempt would only repeat after the retry delay."""
+    err = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
+    return not isinstance(err, FuseBenchError)
+
+
 def run_units(stage: str, fn: Callable, items: Iterable[tuple[str, tuple]], retries: int = 1,
               retry_delay_seconds: float = 1.0) -> StageReport:
     """Run ``fn(*args)`` for each ``(unit_name, args)`` as a Prefect task in the current flow's
@@ -165,7 +175,8 @@ def run_units(stage: str, fn: Callable, items: Iterable[tuple[str, tuple]], retr
     from prefect import task
 
     items = list(items)
-    timed = task(_timed, name=stage, retries=retries, retry_delay_seconds=retry_delay_seconds)
+    timed = task(_timed, name=stage, retries=retries, retry_delay_seconds=retry_delay_seconds,
+                 retry_condition_fn=retry_transient)
     futures = [(unit, timed.with_options(task_run_name=f"{stage}:{unit}").submit(fn, *args))
                for unit, args in items]
     report = StageReport(stage)

@@ -6,6 +6,8 @@
   normalised. 16-bit files are rejected with a clear error rather than silently truncated.
 * :func:`write_image` and :func:`atomic_path` write through a temporary file in the same folder and
   ``os.replace`` it, so an interrupted run never leaves a half-written output.
+* :func:`save_torch` / :func:`load_torch`: the one atomic ``torch.save`` and the one
+  ``torch.load(weights_only=True)`` of checkpoints, whose failures are one line naming the file.
 """
 from __future__ import annotations
 
@@ -147,6 +149,37 @@ def save_npy(path: str | Path, array: np.ndarray) -> Path:
         with open(tmp, "wb") as handle:
             np.save(handle, array)
     return Path(path)
+
+
+def _torch_load_reason(err: BaseException) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` refused a file (torch's own message
+    is a paragraph about the PyTorch 2.6 default, with the actual reason at its end)."""
+    text = str(err).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        detail = next((line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()), "")
+        detail = detail.split(" was not an allowed global", 1)[0][:160]
+        if detail.startswith("Unsupported global"):
+            return f"it holds Python objects other than tensors and containers ({detail})"
+        return f"not a PyTorch checkpoint, or a corrupt one ({detail or type(err).__name__})"
+    first = text.splitlines()[0][:160] if text else type(err).__name__
+    return f"not a PyTorch checkpoint, or a corrupt one ({first})"
+
+
+def load_torch(path: str | Path, what: str = "checkpoint"):
+    """``torch.load(path, map_location="cpu", weights_only=True)``; :class:`DataError` naming the file
+    when it is missing (``"<what> not found"``) or unreadable (``"cannot read <what> with
+    torch.load(weights_only=True): <one-line reason>"``)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} not found", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - zip / unpickling errors are bad input, reported as one line
+        raise DataError(f"cannot read {what} with torch.load(weights_only=True): {_torch_load_reason(err)}",
+                        path) from err
 
 
 def save_torch(path: str | Path, obj) -> Path:

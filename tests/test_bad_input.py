@@ -177,3 +177,37 @@ def test_cli_subprocess_prints_no_traceback(demo, tmp_path):
                           str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.strip() == f"error: {tmp_path / 'nowhere'}: dataset root folder not found"
+
+
+def _truncated_checkpoint(path: Path) -> None:
+    import torch
+
+    torch.save({"w": torch.zeros(64, 64)}, path)
+    path.write_bytes(path.read_bytes()[:400])
+
+
+def _pickled_object(path: Path) -> None:
+    import argparse
+
+    import torch
+
+    torch.save({"args": argparse.Namespace(lr=0.1)}, path)
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda p: p.write_bytes(np.random.default_rng(0).bytes(5000)), r"not a PyTorch checkpoint, or a corrupt one \(.+\)"),
+    (_truncated_checkpoint, r"not a PyTorch checkpoint, or a corrupt one \(.+\)"),
+    (_pickled_object, r"it holds Python objects other than tensors and containers \(Unsupported global: .*Namespace\)"),
+])
+def test_unreadable_checkpoint_is_one_short_line_naming_the_file(tmp_path, make, reason):
+    """``torch.load(weights_only=True)`` failures: one line with the reason, not torch's paragraph."""
+    from pipeline.imageio import load_torch
+
+    bad = tmp_path / "bad.pth"
+    make(bad)
+    with pytest.raises(DataError, match=r"bad\.pth: cannot read seafusion checkpoint with "
+                                        r"torch\.load\(weights_only=True\): " + reason) as err:
+        load_torch(bad, "seafusion checkpoint")
+    assert "\n" not in str(err.value) and "PyTorch 2.6" not in str(err.value)
+    with pytest.raises(DataError, match=r"nope\.pth: seafusion checkpoint not found"):
+        load_torch(tmp_path / "nope.pth", "seafusion checkpoint")

@@ -141,3 +141,36 @@ def test_metrics_splits_select_the_scored_images(tmp_path, monkeypatch):
     params["metrics"]["splits"] = ["test"]
     assert scored_samples(params, "tiny") == []                # `pairs` sets are all in split "all"
     assert metrics_config(params) == {"convention": "matlab", "only": "EN,SF,Qabf", "splits": ["test"]}
+
+
+_ATTEMPTS: dict[str, int] = {}
+
+
+def _unit(kind: str) -> str:
+    _ATTEMPTS[kind] = _ATTEMPTS.get(kind, 0) + 1
+    if kind == "bad_input":
+        from pipeline.errors import DataError
+        raise DataError("weights file not found", "w/missing.pt")
+    if kind == "transient" and _ATTEMPTS[kind] == 1:
+        raise OSError("disk hiccup")
+    return kind
+
+
+def test_bad_input_is_not_retried_but_a_transient_failure_is(prefect_harness):
+    """A FuseBenchError (bad input: the same on every attempt) fails its unit at once; another
+    exception gets the unit's retry."""
+    from prefect import flow
+
+    from flows._common import run_units
+
+    @flow
+    def units():
+        return run_units("t", _unit, [(k, (k,)) for k in ("bad_input", "transient", "fine")],
+                         retries=2, retry_delay_seconds=0)
+
+    _ATTEMPTS.clear()
+    report = units()
+    assert _ATTEMPTS == {"bad_input": 1, "transient": 2, "fine": 1}
+    status = {r.unit: (r.status, r.error) for r in report.records}
+    assert status["bad_input"] == ("failed", "DataError: w/missing.pt: weights file not found")
+    assert status["transient"][0] == status["fine"][0] == "completed"

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import DataError
+from pipeline.imageio import load_torch
 
 
 def sha256_file(path: str | Path) -> str:
@@ -33,12 +34,7 @@ def read_state(path: str | Path, what: str = "network") -> OrderedDict:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} weights file not found", path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling / zip errors: report them as bad input
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"cannot read {what} checkpoint with torch.load(weights_only=True): {first}",
-                        path) from err
+    obj = load_torch(path, f"{what} checkpoint")
     if isinstance(obj, dict):
         for wrapper in ("model", "weight"):
             if isinstance(obj.get(wrapper), dict):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import DataError
+from pipeline.imageio import load_torch
 from pipeline.fusion.checkpoints import load_strict
 from pipeline.fusion.registry import FusionMethod, register
 
@@ -41,10 +42,7 @@ def load_trained(path: str | Path, method: str) -> dict:
     if not path.is_file():
         raise DataError(f"trained {method} checkpoint not found: run the train@{method} stage "
                         f"(python -m flows.train method={method}) or give weights: PATH", path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - one-line data error
-        raise DataError(f"cannot read checkpoint with torch.load(weights_only=True): {err}", path) from err
+    state = load_torch(path, "checkpoint")
     if not isinstance(state, dict) or state.get("method") != method or "model" not in state:
         got = state.get("method") if isinstance(state, dict) else type(state).__name__
         raise DataError(f"not a trained {method} checkpoint (method {got!r})", path)

@@ -96,14 +96,15 @@ def build_model(model_cfg: Mapping, n_classes: int, seed: int | None = None):
 
 def load_encoder_weights(model, path: str | Path) -> None:
     """Load a local encoder state dict (``{"state_dict": ...}`` or ``{"model": ...}`` wrappers
-    accepted) into ``model.encoder``; a missing file or non-matching keys raise ConfigError."""
-    import torch
+    accepted) into ``model.encoder``; a missing file or non-matching keys raise ConfigError, an
+    unreadable one a DataError naming it."""
+    from pipeline.imageio import load_torch
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError("segmentation.model.encoder_weights must be null or a local file "
                           "(nothing is downloaded); file not found", path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch(path, "encoder weights")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import DataError
+from pipeline.imageio import load_torch
 from pipeline.fingerprint import code_digest, content_key, file_digest, params_digest
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,7 @@ def load_checkpoint(path: str | Path, method: str | None = None, fp: str | None 
     settings that differ from ``settings``.
     """
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - reported as a one-line data error
-        raise DataError(f"cannot read checkpoint with torch.load(weights_only=True): {err}", path) from err
+    state = load_torch(path, "checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise DataError(f"not a FuseBench training checkpoint (format {CHECKPOINT_FORMAT})", path)
     if method is not None and state.get("method") != method:

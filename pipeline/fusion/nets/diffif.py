@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import DataError
+from pipeline.imageio import load_torch
 from pipeline.fusion.nets.diffif_refiner import Refiner, RefinerConfig
 from pipeline.fusion.nets.diffif_unet import UNet, UNetConfig
 
@@ -201,10 +202,7 @@ def read_checkpoint(path: str | Path) -> tuple[OrderedDict, DiffIFConfig]:
     if not path.is_file():
         raise DataError("Diff-IF weights file not found (official weights are not downloaded: "
                         "put IVF_weights_gen.pth somewhere and give its path)", path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise DataError(f"cannot read checkpoint with torch.load(weights_only=True): {err}", path) from err
+    obj = load_torch(path, "checkpoint")
     if not isinstance(obj, dict):
         raise DataError("not a Diff-IF checkpoint (expected a state_dict)", path)
     arch = FAITHFUL
