@@ -90,7 +90,7 @@ def run(args) -> int:
     def step():
         start = time.process_time()
         values = update(batch, next(counter))
-        [float(v) for v in (values.values() if isinstance(values, dict) else [values])]  # synchronises CUDA
+        [float(torch.as_tensor(v).detach()) for v in (values.values() if isinstance(values, dict) else [values])]  # synchronises CUDA
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         cpu_times.append(time.process_time() - start)
