@@ -32,9 +32,10 @@ import torch
 from torch import nn
 
 from pipeline.errors import DataError
-from pipeline.imageio import load_torch
+from pipeline.fusion.checkpoints import load_strict
 from pipeline.fusion.nets.diffif_refiner import Refiner, RefinerConfig
 from pipeline.fusion.nets.diffif_unet import UNet, UNetConfig
+from pipeline.imageio import load_torch
 
 T_STEPS = 1000
 BETA_START, BETA_END = 1e-6, 1e-2
@@ -217,18 +218,6 @@ def read_checkpoint(path: str | Path) -> tuple[OrderedDict, DiffIFConfig]:
     return OrderedDict(obj), arch
 
 
-def check_state(expected: dict, state: dict, path, what: str = "Diff-IF") -> None:
-    """DataError naming the file and the missing / unexpected / mis-shaped keys, if any."""
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    parts = [f"{label} ({len(keys)}): {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
-             for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                 ("wrong shapes", shapes)) if keys]
-    if parts:
-        raise DataError(f"checkpoint does not match the {what} layout: " + "; ".join(parts), path)
-
-
 def load_diffif(path: str | Path, device: str | torch.device = "cpu",
                 expect: DiffIFConfig | None = None) -> DiffIF:
     """Build the generator of the checkpoint's architecture, load it strictly, eval mode on ``device``.
@@ -237,10 +226,7 @@ def load_diffif(path: str | Path, device: str | torch.device = "cpu",
     if expect is not None and arch != expect:
         raise DataError(f"checkpoint holds another Diff-IF architecture ({arch.to_dict()}) than the "
                         f"method needs ({expect.to_dict()})", path)
-    model = DiffIF(arch)
-    check_state(model.state_dict(), state, path)
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval()
+    return load_strict(DiffIF(arch), state, path, "Diff-IF").to(device).eval()
 
 
 def step_gflops(config: DiffIFConfig, height: int, width: int) -> tuple[float, float]:
