@@ -207,16 +207,16 @@ def write_weights(saved: dict, path: Path, key: str = "") -> Path:
 
 def load_weights_only(path: Path):
     """Rebuild the detection network saved by :func:`save_weights_only` (strict, weights_only)."""
-    import torch
     from ultralytics.nn.tasks import DetectionModel
 
     from pipeline.errors import DataError
+    from pipeline.imageio import load_torch
 
+    saved = load_torch(path, "detection checkpoint")      # unreadable: one line naming the file
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
         network = DetectionModel(cfg=saved["yaml"], nc=len(saved["names"]), verbose=False)
         network.load_state_dict(saved["state_dict"], strict=True)
-    except Exception as err:  # unpickling / zip / key / shape errors: report them as bad input
+    except Exception as err:  # key / shape errors: report them as bad input
         raise DataError(f"not a detection checkpoint written by this pipeline: {err}", path) from err
     network.names = saved["names"]
     return network.eval()

@@ -37,12 +37,6 @@ STEPS = 4
 VARIANT_NOTE = "Diff-IF VARIANT trained here (spec diffif.md §4.3; architecture and scale in the metadata); not Diff-IF"
 
 
-def checkpoint_scale(path: Path) -> float:
-    """The sampling scale a pipeline-trained checkpoint records (1 for an official state dict)."""
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    return float(obj.get("scale", 1.0)) if isinstance(obj, dict) and "model" in obj else 1.0
-
-
 @register("diffif")
 class DiffIFMethod(FusionMethod):
     """Faithful Diff-IF generator with user-supplied weights (module docstring)."""
@@ -66,10 +60,10 @@ class DiffIFMethod(FusionMethod):
         self._sampler = None
         self._flops: dict[tuple[int, int], float] = {}
 
-    def check_arch(self, arch) -> None:
+    def check_arch(self, arch, scale: float) -> None:
         from pipeline.fusion.nets.diffif import FAITHFUL
 
-        if arch != FAITHFUL or checkpoint_scale(self.weights_path) != 1.0:
+        if arch != FAITHFUL or scale != 1.0:
             raise DataError(f"{self.name} needs the faithful Diff-IF architecture; this checkpoint holds "
                             f"{arch.to_dict()} (use kind: diffif_lite for a variant)", self.weights_path)
 
@@ -77,12 +71,12 @@ class DiffIFMethod(FusionMethod):
     def model(self):
         if self._model is None:
             from pipeline.device import resolve_device
-            from pipeline.fusion.nets.diffif import load_diffif, read_checkpoint
+            from pipeline.fusion.nets.diffif import build_diffif, read_checkpoint
 
-            _, arch = read_checkpoint(self.weights_path)
-            self.check_arch(arch)
-            self._model = load_diffif(self.weights_path, resolve_device(self.parameters["device"]))
-            self._scale = checkpoint_scale(self.weights_path)
+            state, arch, scale = read_checkpoint(self.weights_path)   # read once (official: ~90 MB)
+            self.check_arch(arch, scale)
+            self._model = build_diffif(state, arch, self.weights_path, resolve_device(self.parameters["device"]))
+            self._scale = scale
         return self._model
 
     def sampler(self):
@@ -179,5 +173,5 @@ class DiffIFLite(DiffIFMethod):
     def __init__(self, name=None, weights: str = "trained", **options):
         super().__init__(name=name, weights=weights, **options)
 
-    def check_arch(self, arch) -> None:
-        """Any architecture (the checkpoint records it; the metadata lists it)."""
+    def check_arch(self, arch, scale: float) -> None:
+        """Any architecture and scale (the checkpoint records them; the metadata lists them)."""

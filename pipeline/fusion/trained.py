@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from pipeline.errors import DataError
-from pipeline.imageio import load_torch
 from pipeline.fusion.checkpoints import load_strict
 from pipeline.fusion.registry import FusionMethod, register
+from pipeline.imageio import load_torch
 
 log = logging.getLogger(__name__)
 

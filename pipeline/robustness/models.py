@@ -36,16 +36,15 @@ def require(path: Path, what: str) -> Path:
 
 def load_segmenter(path: Path, device: str = "cpu"):
     """The DeepLabV3+ saved by :func:`pipeline.segmentation.train.train_seed` (``model.pth``), in eval mode."""
-    import torch
-
+    from pipeline.imageio import load_torch
     from pipeline.segmentation.model import build_model
 
     try:
-        state = torch.load(require(path, "segmentation model"), map_location="cpu", weights_only=True)
+        state = load_torch(require(path, "segmentation model"), "segmentation model")
         model = build_model(state["model_config"], int(state["n_classes"]))
         model.load_state_dict(state["model"], strict=True)
     except DataError:
         raise
-    except Exception as err:  # zip / key / shape errors: a bad file, named
+    except Exception as err:  # key / shape errors: a bad file, named
         raise DataError(f"not a segmentation checkpoint written by this pipeline: {err}", path) from err
     return model.to(device).eval()

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from pipeline.errors import DataError
-from pipeline.imageio import load_torch
 from pipeline.fingerprint import code_digest, content_key, file_digest, params_digest
+from pipeline.imageio import load_torch
 
 log = logging.getLogger(__name__)
 

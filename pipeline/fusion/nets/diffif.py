@@ -195,10 +195,11 @@ def count_params(module: nn.Module) -> int:
     return int(sum(p.numel() for p in module.parameters()))
 
 
-def read_checkpoint(path: str | Path) -> tuple[OrderedDict, DiffIFConfig]:
-    """(state_dict, architecture) of a Diff-IF checkpoint read with ``weights_only=True``: a bare
-    state dict (the official ``*_gen.pth`` layout: faithful architecture) or this pipeline's
-    ``{"model": state_dict, "arch": DiffIFConfig.to_dict(), ...}``."""
+def read_checkpoint(path: str | Path) -> tuple[OrderedDict, DiffIFConfig, float]:
+    """(state_dict, architecture, sampling scale) of a Diff-IF checkpoint read with
+    ``weights_only=True``: a bare state dict (the official ``*_gen.pth`` layout: faithful
+    architecture, scale 1) or this pipeline's ``{"model": state_dict, "arch":
+    DiffIFConfig.to_dict(), "scale": s, ...}``."""
     path = Path(path)
     if not path.is_file():
         raise DataError("Diff-IF weights file not found (official weights are not downloaded: "
@@ -206,27 +207,34 @@ def read_checkpoint(path: str | Path) -> tuple[OrderedDict, DiffIFConfig]:
     obj = load_torch(path, "checkpoint")
     if not isinstance(obj, dict):
         raise DataError("not a Diff-IF checkpoint (expected a state_dict)", path)
-    arch = FAITHFUL
+    arch, scale = FAITHFUL, 1.0
     if "model" in obj and isinstance(obj["model"], dict):
         try:
             arch = DiffIFConfig.from_dict(obj.get("arch") or {})
         except ValueError as err:
             raise DataError(str(err), path) from err
+        scale = float(obj.get("scale", 1.0))
         obj = obj["model"]
     if not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise DataError("not a Diff-IF checkpoint (state_dict values must be tensors)", path)
-    return OrderedDict(obj), arch
+    return OrderedDict(obj), arch, scale
+
+
+def build_diffif(state: dict, arch: DiffIFConfig, path: str | Path,
+                 device: str | torch.device = "cpu") -> DiffIF:
+    """The generator of ``arch`` with ``state`` (read from ``path``) loaded strictly, eval mode on ``device``."""
+    return load_strict(DiffIF(arch), state, path, "Diff-IF").to(device).eval()
 
 
 def load_diffif(path: str | Path, device: str | torch.device = "cpu",
                 expect: DiffIFConfig | None = None) -> DiffIF:
     """Build the generator of the checkpoint's architecture, load it strictly, eval mode on ``device``.
     ``expect``: the architecture the caller requires (DataError when the checkpoint is another)."""
-    state, arch = read_checkpoint(path)
+    state, arch, _ = read_checkpoint(path)
     if expect is not None and arch != expect:
         raise DataError(f"checkpoint holds another Diff-IF architecture ({arch.to_dict()}) than the "
                         f"method needs ({expect.to_dict()})", path)
-    return load_strict(DiffIF(arch), state, path, "Diff-IF").to(device).eval()
+    return build_diffif(state, arch, path, device)
 
 
 def step_gflops(config: DiffIFConfig, height: int, width: int) -> tuple[float, float]:
